@@ -1,0 +1,263 @@
+"""Experiment configuration: yaml files with the authors' key names, validated, with overrides.
+
+Every key a config may hold is declared in ``SCHEMA`` with its type and default; a file or a
+``section.key=value`` override naming anything else is an error that names the key.
+"""
+import ast
+import copy
+import difflib
+import os
+
+import yaml
+
+from src.utils.errors import IRNError
+
+OPTIONAL = object()  # marks keys whose default is None (unset)
+
+
+def _dataset_schema(train):
+    schema = {
+        'name': (str, 'DIV2K'),
+        'mode': (str, 'LQGT'),
+        'dataroot_GT': (str, OPTIONAL),      # HR folder, DIV2K root or .lmdb
+        'dataroot_LQ': (str, OPTIONAL),      # precomputed LR (optional)
+        'color': (str, 'RGB'),
+        'skip_bad_images': (bool, False),
+    }
+    if train:
+        schema.update({
+            'use_shuffle': (bool, True),
+            'n_workers': (int, 1),
+            'batch_size': (int, 16),
+            'GT_size': (int, 144),
+            'use_flip': (bool, True),
+            'use_rot': (bool, True),
+            'lr_cache_dir': (str, OPTIONAL),
+        })
+    return schema
+
+
+SCHEMA = {
+    'name': (str, 'IRN'),
+    'model': (str, 'IRN'),
+    'distortion': (str, 'sr'),
+    'scale': (int, 4),
+    'device_target': (str, 'CPU'),
+    'datasets': {'train': _dataset_schema(True), 'val': _dataset_schema(False)},
+    'network_G': {
+        'which_model_G': {'subnet_type': (str, 'DBNet')},
+        'in_nc': (int, 3),
+        'out_nc': (int, 3),
+        'block_num': (list, [8, 8]),
+        'scale': (int, 4),
+        'init': (str, 'xavier'),
+    },
+    'path': {
+        'root': (str, 'experiments'),        # outputs go to root/name
+        'pretrain_model_G': (str, OPTIONAL),
+        'strict_load': (bool, True),
+        'resume_state': (str, OPTIONAL),
+    },
+    'train': {
+        'lr_G': (float, 2e-4),
+        'beta1': (float, 0.9),
+        'beta2': (float, 0.999),
+        'eps': (float, 1e-8),
+        'niter': (int, 500000),
+        'warmup_iter': (int, -1),
+        'lr_scheme': (str, 'MultiStepLR'),
+        'lr_steps': (list, [100000, 200000, 300000, 400000]),
+        'lr_gamma': (float, 0.5),
+        'T_period': (list, OPTIONAL),
+        'restarts': (list, OPTIONAL),
+        'restart_weights': (list, OPTIONAL),
+        'eta_min': (float, 1e-7),
+        'pixel_criterion_forw': (str, 'l2'),
+        'pixel_criterion_back': (str, 'l1'),
+        'manual_seed': (int, 10),
+        'val_freq': (int, 5000),
+        'lambda_fit_forw': (float, OPTIONAL),  # default scale**2
+        'lambda_rec_back': (float, 1.0),
+        'lambda_ce_forw': (float, 1.0),
+        'weight_decay_G': (float, 1e-5),
+        'gradient_clipping': (float, 10.0),
+        'gaussian_scale': (float, 1.0),
+        'micro_batch': (int, OPTIONAL),        # default: the whole batch
+        'memory_mode': (str, 'plain'),
+        'amp_level': (str, 'O0'),
+        'max_nonfinite': (int, 10),
+    },
+    'val': {
+        'z_mode': (str, 'sample'),
+        'z_draws': (int, 1),
+        'seed': (int, 0),
+    },
+    'logger': {
+        'print_freq': (int, 100),
+        'save_checkpoint_freq': (int, 5000),
+        'keep_last': (int, 3),
+    },
+}
+
+CHOICES = {
+    'device_target': ('CPU', 'GPU', 'Ascend'),
+    'scale': (2, 4, 8),
+    'network_G.which_model_G.subnet_type': ('DBNet',),
+    'train.lr_scheme': ('MultiStepLR', 'CosineAnnealingLR_Restart'),
+    'train.pixel_criterion_forw': ('l2',),
+    'train.pixel_criterion_back': ('l1',),
+    'train.memory_mode': ('plain', 'recompute', 'invertible'),
+    'train.amp_level': ('O0', 'O1'),
+    'val.z_mode': ('sample', 'zero'),
+}
+
+
+def _defaults(schema):
+    out = {}
+    for key, spec in schema.items():
+        if isinstance(spec, dict):
+            out[key] = _defaults(spec)
+        else:
+            out[key] = None if spec[1] is OPTIONAL else copy.deepcopy(spec[1])
+    return out
+
+
+def _coerce(value, kind, where, source):
+    if value is None:
+        return None
+    if kind is float and isinstance(value, str):
+        try:
+            return float(value)  # yaml reads 2e-4 (no dot) as a string
+        except ValueError:
+            pass
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)  # !!float 5e3 for a frequency
+    if kind is list and isinstance(value, tuple):
+        return list(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise IRNError(f'{source}: {where} must be {kind.__name__}, got {value!r}')
+    return value
+
+
+def _merge(dst, src, schema, prefix, source):
+    for key, value in src.items():
+        where = f'{prefix}{key}'
+        if key not in schema:
+            hint = difflib.get_close_matches(key, list(schema), n=1)
+            hint = f" (did you mean '{prefix}{hint[0]}'?)" if hint else ''
+            raise IRNError(f"{source}: unknown key '{where}'{hint}")
+        spec = schema[key]
+        if isinstance(spec, dict):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise IRNError(f'{source}: {where} must be a section (mapping), got {value!r}')
+            _merge(dst[key], value, spec, where + '.', source)
+        else:
+            dst[key] = _coerce(value, spec[0], where, source)
+
+
+def _set_path(opt, dotted, value, source):
+    parts = dotted.split('.')
+    nested = value
+    for part in reversed(parts):
+        nested = {part: nested}
+    _merge(opt, nested, SCHEMA, '', source)
+
+
+def parse_override(text):
+    """'train.niter=1000' -> ('train.niter', 1000); values parsed as yaml scalars / lists."""
+    if '=' not in text:
+        raise IRNError(f"override '{text}': expected section.key=value")
+    key, raw = text.split('=', 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass
+    return key.strip(), value
+
+
+def load_config(path=None, overrides=(), **flags):
+    """Load ``path`` over the defaults, apply ``key=value`` overrides and common CLI flags.
+
+    ``flags`` are the shared command-line options (scale, device_target, data_path, ...) and
+    win over the file; None values are ignored. Returns a plain nested dict.
+    """
+    opt = _defaults(SCHEMA)
+    if path is not None:
+        if not os.path.isfile(path):
+            raise IRNError(f'{path}: config file not found')
+        try:
+            with open(path, encoding='utf-8') as f:
+                data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, 'problem_mark', None)
+            line = f' at line {mark.line + 1}' if mark else ''
+            raise IRNError(f'{path}: invalid yaml{line}') from None
+        if not isinstance(data, dict):
+            raise IRNError(f'{path}: the top level must be a mapping of keys')
+        _merge(opt, data, SCHEMA, '', path)
+    for text in overrides:
+        _set_path(opt, *parse_override(text), source=f"override '{text}'")
+    scale = flags.get('scale')
+    if scale is not None:
+        opt['scale'] = scale
+        opt['network_G']['scale'] = scale
+        opt['network_G']['block_num'] = [8] * {2: 1, 4: 2, 8: 3}.get(scale, 0) \
+            if path is None else opt['network_G']['block_num']
+    if flags.get('device_target'):
+        opt['device_target'] = flags['device_target']
+    if flags.get('data_path'):
+        opt['datasets']['train']['dataroot_GT'] = flags['data_path']
+    if flags.get('output_dir'):
+        opt['path']['root'] = flags['output_dir']
+    return validate(opt, path or '<defaults>')
+
+
+def _get(opt, dotted):
+    for part in dotted.split('.'):
+        opt = opt[part]
+    return opt
+
+
+def validate(opt, source):
+    """Check cross-key consistency; fill derived defaults (lambda_fit_forw = scale**2)."""
+    for dotted, choices in CHOICES.items():
+        if _get(opt, dotted) not in choices:
+            raise IRNError(f'{source}: {dotted} must be one of {list(choices)}, got {_get(opt, dotted)!r}')
+    scale, net = opt['scale'], opt['network_G']
+    block_num = net['block_num']
+    if not block_num or not all(isinstance(b, int) and b > 0 for b in block_num):
+        raise IRNError(f'{source}: network_G.block_num must be a list of positive ints, got {block_num!r}')
+    if 2 ** len(block_num) != scale or net['scale'] != scale:
+        raise IRNError(f'{source}: scale {scale} needs {scale.bit_length() - 1} levels in '
+                       f'network_G.block_num (got {block_num}) and network_G.scale {scale} '
+                       f'(got {net["scale"]})')
+    if net['in_nc'] != 3 or net['out_nc'] != 3:
+        raise IRNError(f'{source}: network_G.in_nc / out_nc must be 3 (RGB)')
+    train = opt['train']
+    if train['lambda_fit_forw'] is None:
+        train['lambda_fit_forw'] = float(scale ** 2)
+    batch = opt['datasets']['train']['batch_size']
+    micro = train['micro_batch'] or batch
+    if micro <= 0 or batch % micro:
+        raise IRNError(f'{source}: train.micro_batch ({micro}) must divide '
+                       f'datasets.train.batch_size ({batch})')
+    train['micro_batch'] = micro
+    gt = opt['datasets']['train']['GT_size']
+    if gt % scale:
+        raise IRNError(f'{source}: datasets.train.GT_size ({gt}) must be a multiple of scale {scale}')
+    return opt
+
+
+def dump_config(opt, path):
+    """Write the merged config (what actually ran) as yaml."""
+    with open(path, 'w', encoding='utf-8') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)

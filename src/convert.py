@@ -1,0 +1,159 @@
+"""Convert the authors' PyTorch IRN weights (.pth) to a MindSpore checkpoint, without PyTorch.
+
+A .pth written by ``torch.save(state_dict)`` is a zip holding ``data.pkl`` (a pickle whose
+tensors refer to raw storages by key) and ``data/<key>`` files with the little-endian bytes.
+Only the handful of classes such a state dict uses may be unpickled.
+
+Usage: python -m src.convert IRN_x4.pth irn_x4.ckpt [--scale 4]
+"""
+import argparse
+import collections
+import pickle
+import re
+import sys
+import zipfile
+
+import numpy as np
+
+from src.utils.errors import IRNError
+
+_DTYPES = {'FloatStorage': np.float32, 'DoubleStorage': np.float64, 'HalfStorage': np.float16,
+           'LongStorage': np.int64, 'IntStorage': np.int32, 'BoolStorage': np.bool_,
+           'ByteStorage': np.uint8, 'BFloat16Storage': None}
+
+
+class _StorageType:
+    def __init__(self, name):
+        self.name = name
+
+
+def _rebuild_tensor(storage, offset, size, stride, *_):
+    data, name = storage
+    if not size:
+        return data[offset:offset + 1].reshape(())
+    item = data.itemsize
+    return np.lib.stride_tricks.as_strided(data[offset:], shape=tuple(size),
+                                           strides=tuple(s * item for s in stride)).copy()
+
+
+def _rebuild_parameter(data, *_):
+    return data
+
+
+class _PthUnpickler(pickle.Unpickler):
+    def __init__(self, fileobj, archive, prefix, path):
+        super().__init__(fileobj)
+        self.archive, self.prefix, self.path = archive, prefix, path
+
+    def find_class(self, module, name):
+        if (module, name) == ('collections', 'OrderedDict'):
+            return collections.OrderedDict
+        if module == 'torch._utils' and name == '_rebuild_tensor_v2':
+            return _rebuild_tensor
+        if module == 'torch._utils' and name == '_rebuild_parameter':
+            return _rebuild_parameter
+        if module == 'torch' and name in _DTYPES:
+            return _StorageType(name)
+        raise IRNError(f'{self.path}: unsupported object {module}.{name} in the pickle '
+                       '(not a plain state_dict)')
+
+    def persistent_load(self, pid):
+        kind, storage_type, key, _location, numel = pid
+        dtype = _DTYPES.get(storage_type.name)
+        if kind != 'storage' or dtype is None:
+            raise IRNError(f'{self.path}: unsupported storage {storage_type.name}')
+        raw = self.archive.read(f'{self.prefix}/data/{key}')
+        data = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder('<'))
+        if data.size < numel:
+            raise IRNError(f'{self.path}: storage {key} is truncated')
+        return data, storage_type.name
+
+
+def read_pth(path):
+    """Read a PyTorch ``state_dict`` .pth (zip format) into ``{name: np.ndarray}``."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise IRNError(f'{path}: file not found') from None
+    except (zipfile.BadZipFile, OSError):
+        raise IRNError(f'{path}: not a PyTorch .pth zip archive (truncated or another format)') from None
+    with archive:
+        pkls = [n for n in archive.namelist() if n.endswith('/data.pkl')]
+        if len(pkls) != 1:
+            raise IRNError(f'{path}: no data.pkl inside, not a torch.save() file')
+        prefix = pkls[0][:-len('/data.pkl')]
+        try:
+            with archive.open(pkls[0]) as f:
+                state = _PthUnpickler(f, archive, prefix, path).load()
+        except IRNError:
+            raise
+        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, zipfile.BadZipFile,
+                OSError) as exc:
+            raise IRNError(f'{path}: corrupt or truncated .pth ({type(exc).__name__}: {exc})') from None
+    if isinstance(state, dict) and 'state_dict' in state and isinstance(state['state_dict'], dict):
+        state = state['state_dict']
+    if not isinstance(state, dict):
+        raise IRNError(f'{path}: does not hold a state_dict')
+    return collections.OrderedDict(state)
+
+
+_KEY = re.compile(r'^operations\.(\d+)\.(haar_weights|[FGH]\.conv[1-5]\.(weight|bias))$')
+
+
+def torch_state_to_ours(state, path='<state>'):
+    """Map the authors' parameter names to ours and infer the block layout.
+
+    Returns ``(weights, block_num)``; Haar weights are checked and dropped (ours are fixed).
+    """
+    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+    bad = [k for k in state if not _KEY.match(k)]
+    if bad:
+        raise IRNError(f'{path}: unexpected key {bad[0]!r} ({len(bad)} unknown keys): not an IRN state_dict')
+    ops = sorted({int(_KEY.match(k).group(1)) for k in state})
+    if ops != list(range(len(ops))):
+        raise IRNError(f'{path}: operations are not numbered 0..{len(ops) - 1}: missing operations')
+    haar = [i for i in ops if f'operations.{i}.haar_weights' in state]
+    if not haar or haar[0] != 0:
+        raise IRNError(f'{path}: operations.0 is not a Haar transform')
+    bounds = haar + [len(ops)]
+    block_num = [bounds[i + 1] - bounds[i] - 1 for i in range(len(haar))]
+    for level, i in enumerate(haar):
+        w = state[f'operations.{i}.haar_weights']
+        if w.shape != (3 * 4 ** (level + 1), 1, 2, 2):
+            raise IRNError(f'{path}: operations.{i}.haar_weights has shape {w.shape}, expected '
+                           f'{(3 * 4 ** (level + 1), 1, 2, 2)}')
+    weights = {k: np.asarray(v, dtype=np.float32) for k, v in state.items() if 'haar' not in k}
+    return weights, block_num
+
+
+def convert(src, dst, scale=None):
+    """Convert ``src`` (.pth) to ``dst`` (.ckpt); checks every key and shape. Returns block_num."""
+    from src.network import InvRescaleNet
+    from src.utils.checkpoint import load_weights, save_weights
+    weights, block_num = torch_state_to_ours(read_pth(src), src)
+    if scale is not None and 2 ** len(block_num) != scale:
+        raise IRNError(f'{src}: holds an x{2 ** len(block_num)} IRN (blocks {block_num}), '
+                       f'but --scale {scale} was given')
+    net = InvRescaleNet(block_num)
+    load_weights(net, src)  # checks names and shapes against a real network
+    save_weights({p.name: p.asnumpy() for p in net.get_parameters()}, dst, block_num)
+    return block_num
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='Convert authors\' IRN .pth weights to MindSpore .ckpt')
+    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth')
+    parser.add_argument('dst', help='output MindSpore checkpoint, e.g. irn_x4.ckpt')
+    parser.add_argument('--scale', type=int, choices=(2, 4, 8), help='expected scale (checked)')
+    args = parser.parse_args(argv)
+    try:
+        block_num = convert(args.src, args.dst, args.scale)
+    except IRNError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    print(f'wrote {args.dst}: x{2 ** len(block_num)} IRN, blocks {block_num}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

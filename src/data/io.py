@@ -1,0 +1,175 @@
+"""Image file io: decode to float RGB, write PNG, list image folders, mod-crop.
+
+Every image enters the project through :func:`read_image` / :func:`decode_image`:
+the result is always float32 HxWx3 RGB in [0, 1] with the exact values an 8-bit
+image gives. Grayscale is replicated to 3 channels, an alpha channel dropped, and
+16-bit data rounded to 8 bit first (``round(v / 257)``); each conversion is logged
+once per process on the ``irn`` logger. Problems raise :class:`IRNError` naming
+the file.
+"""
+
+import logging
+import os
+
+import cv2
+import numpy as np
+
+from src.utils.errors import IRNError
+
+__all__ = ["IMAGE_EXTENSIONS", "read_image", "decode_image", "to_rgb_uint8", "write_png",
+           "list_images", "modcrop"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_logger = logging.getLogger("irn")
+_logged_conversions = set()
+
+
+def _log_once(kind, name):
+    """Log one message per conversion kind (grayscale, alpha, 16-bit) per process."""
+    if kind not in _logged_conversions:
+        _logged_conversions.add(kind)
+        _logger.info("%s: %s (this conversion is logged once)", name, kind)
+
+
+def _check_complete(data, name):
+    """Reject PNG/JPEG byte strings that are cut short (decoders may silently pad them)."""
+    if data[:8] == _PNG_SIGNATURE:
+        if b"IEND" not in data[-16:]:
+            raise IRNError(f"{name}: truncated PNG file (no IEND chunk at the end)")
+    elif data[:2] == b"\xff\xd8":
+        if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+            raise IRNError(f"{name}: truncated JPEG file (no end-of-image marker)")
+
+
+def to_rgb_uint8(img, name="image"):
+    """Convert an array as ``cv2.imdecode(..., IMREAD_UNCHANGED)`` returns it to HxWx3 RGB uint8.
+
+    Args:
+        img (np.ndarray): HxW, HxWx1, HxWx3 (BGR) or HxWx4 (BGRA); uint8 or uint16.
+        name (str): file name used in log and error messages.
+
+    Returns:
+        np.ndarray: HxWx3 uint8 RGB.
+    """
+    if img.dtype == np.uint16:
+        _log_once("16-bit image rounded to 8 bit", name)
+        img = ((img.astype(np.uint32) * 2 + 257) // 514).astype(np.uint8)  # round(v / 257)
+    elif img.dtype != np.uint8:
+        raise IRNError(f"{name}: unsupported pixel type {img.dtype} (expected 8 or 16 bit)")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        _log_once("grayscale image replicated to 3 channels", name)
+        return np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise IRNError(f"{name}: unsupported image layout {img.shape}")
+    if img.shape[2] == 4:
+        _log_once("alpha channel dropped", name)
+        img = img[:, :, :3]
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def decode_image(data, name="image"):
+    """Decode encoded image bytes (PNG, JPEG, BMP, TIFF) to float32 HxWx3 RGB in [0, 1].
+
+    Args:
+        data (bytes | np.ndarray): the encoded file content.
+        name (str): file name used in error messages.
+
+    Returns:
+        np.ndarray: float32 HxWx3 RGB in [0, 1].
+    """
+    data = bytes(data)
+    if not data:
+        raise IRNError(f"{name}: empty file")
+    _check_complete(data, name)
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise IRNError(f"{name}: not a readable image (unknown format or corrupt data)")
+    return to_rgb_uint8(img, name).astype(np.float32) / np.float32(255.0)
+
+
+def read_image(path):
+    """Read an image file as float32 HxWx3 RGB in [0, 1].
+
+    Grayscale -> 3 channels, RGBA -> RGB, 16-bit -> 8-bit values (rounded).
+
+    Raises:
+        IRNError: missing file, unreadable, truncated or non-image file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise IRNError(f"{path}: image file not found")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise IRNError(f"{path}: cannot read file ({exc.strerror})") from exc
+    return decode_image(data, path)
+
+
+def write_png(path, img):
+    """Write an RGB image as PNG, creating the parent folder.
+
+    Args:
+        path (str): output file (``.png`` is expected).
+        img (np.ndarray): HxWx3 RGB or HxW; uint8 as is, float in [0, 1] is
+            clamped, scaled by 255 and rounded.
+    """
+    path = os.fspath(path)
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        img = np.round(np.clip(img.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = img[:, :, ::-1]
+    elif not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1)):
+        raise IRNError(f"{path}: cannot write an image of shape {img.shape} as PNG")
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    if not cv2.imwrite(path, np.ascontiguousarray(img)):
+        raise IRNError(f"{path}: could not write the PNG file")
+
+
+def list_images(folder, recursive=False):
+    """Sorted paths of the images (png, jpg, jpeg, bmp, tif, tiff) in a folder.
+
+    Args:
+        folder (str): directory to scan.
+        recursive (bool): also scan sub-folders (DIV2K is flat, so off by default).
+
+    Raises:
+        IRNError: the folder does not exist or contains no image.
+    """
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise IRNError(f"{folder}: image folder not found")
+    paths = []
+    if recursive:
+        for root, dirs, files in os.walk(folder):
+            dirs.sort()
+            paths.extend(os.path.join(root, f) for f in files
+                         if f.lower().endswith(IMAGE_EXTENSIONS))
+    else:
+        paths = [os.path.join(folder, f) for f in os.listdir(folder)
+                 if f.lower().endswith(IMAGE_EXTENSIONS)
+                 and os.path.isfile(os.path.join(folder, f))]
+    if not paths:
+        raise IRNError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
+    return sorted(paths)
+
+
+def modcrop(img, scale, name="image"):
+    """Crop the bottom/right remainder so height and width are multiples of ``scale``.
+
+    Raises:
+        IRNError: the image is smaller than ``scale`` in some dimension.
+    """
+    scale = int(scale)
+    if img.ndim not in (2, 3):
+        raise IRNError(f"{name}: expected an HxW or HxWxC image, got shape {img.shape}")
+    h, w = img.shape[:2]
+    if h < scale or w < scale:
+        raise IRNError(f"{name}: image of size {h}x{w} is smaller than the scale {scale}")
+    return img[:h - h % scale, :w - w % scale, ...]
