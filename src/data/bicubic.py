@@ -122,7 +122,7 @@ def _check(img, scale):
     return img
 
 
-def _resize(img, scale, rows=None, cols=None):
+def _resize(img, scale, rows=None, cols=None, preprocess=None):
     """Shared implementation: resize, optionally only output rows/cols slices."""
     img = _check(img, scale)
     squeeze = img.ndim == 2
@@ -132,15 +132,20 @@ def _resize(img, scale, rows=None, cols=None):
     w_w, i_w = contributions(in_w, output_size(in_w, scale), scale)
     if rows is not None:
         w_h, i_h = w_h[rows], i_h[rows]
+        lo, hi = int(i_h.min()), int(i_h.max()) + 1
+        a = a[lo:hi]
+        i_h = i_h - lo
     if cols is not None:
         w_w, i_w = w_w[cols], i_w[cols]
         lo, hi = int(i_w.min()), int(i_w.max()) + 1
         a = a[:, lo:hi]
         i_w = i_w - lo
+    if preprocess is not None:
+        a = np.asarray(preprocess(np.ascontiguousarray(a)))
     if a.dtype not in (np.float64, np.float32, np.uint8, np.uint16):
         a = a.astype(np.float64)  # the others are promoted exactly inside the multiply
     width = a.shape[1]
-    tmp = _resize_rows(a.reshape(in_h, width * chans), w_h, i_h)
+    tmp = _resize_rows(a.reshape(a.shape[0], width * chans), w_h, i_h)
     out = _resize_cols(tmp.reshape(-1, width, chans), w_w, i_w)
     return out[:, :, 0] if squeeze else out
 
@@ -161,10 +166,10 @@ def imresize(img, scale):
     return _resize(img, scale)
 
 
-def imresize_crop(img, scale, top, left, height, width):
+def imresize_crop(img, scale, top, left, height, width, preprocess=None):
     """A window of ``imresize(img, scale)`` computed without resizing the whole image.
 
-    Returns exactly ``imresize(img, scale)[top:top+height, left:left+width]``
+    Returns exactly ``imresize(preprocess(img), scale)[top:top+height, left:left+width]``
     (same taps, same summation order), touching only the input pixels that
     window depends on. Used for the aligned LR patch of a training crop.
 
@@ -173,6 +178,8 @@ def imresize_crop(img, scale, top, left, height, width):
         scale (float): resize factor.
         top, left (int): window origin in the resized image.
         height, width (int): window size (must lie inside the resized image).
+        preprocess (callable | None): element-wise conversion (e.g. uint8 -> float32
+            / 255) applied only to the input region the window depends on.
 
     Returns:
         np.ndarray: float64 window of shape (height, width[, C]).
@@ -183,4 +190,4 @@ def imresize_crop(img, scale, top, left, height, width):
             and height > 0 and width > 0):
         raise ValueError(f"window ({top}, {left}, {height}, {width}) is outside the "
                          f"{out_h}x{out_w} resized image")
-    return _resize(img, scale, slice(top, top + height), slice(left, left + width))
+    return _resize(img, scale, slice(top, top + height), slice(left, left + width), preprocess)

@@ -16,8 +16,9 @@ import numpy as np
 
 from src.utils.errors import IRNError
 
-__all__ = ["IMAGE_EXTENSIONS", "read_image", "decode_image", "to_rgb_uint8", "write_png",
-           "list_images", "modcrop"]
+__all__ = ["IMAGE_EXTENSIONS", "read_image", "read_image_uint8", "read_bytes", "decode_raw",
+           "decode_image", "to_rgb_uint8", "uint8_to_float", "write_png", "list_images",
+           "modcrop"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -35,7 +36,7 @@ def _log_once(kind, name):
 def _check_complete(data, name):
     """Reject PNG/JPEG byte strings that are cut short (decoders may silently pad them)."""
     if data[:8] == _PNG_SIGNATURE:
-        if b"IEND" not in data[-16:]:
+        if b"IEND" not in data[-64:]:
             raise IRNError(f"{name}: truncated PNG file (no IEND chunk at the end)")
     elif data[:2] == b"\xff\xd8":
         if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
@@ -66,8 +67,24 @@ def to_rgb_uint8(img, name="image"):
         raise IRNError(f"{name}: unsupported image layout {img.shape}")
     if img.shape[2] == 4:
         _log_once("alpha channel dropped", name)
-        img = img[:, :, :3]
-    return np.ascontiguousarray(img[:, :, ::-1])
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def decode_raw(data, name="image"):
+    """Decode encoded image bytes as OpenCV stores them (BGR[A], 8/16 bit, unchanged).
+
+    Raises:
+        IRNError: empty, truncated (PNG/JPEG) or undecodable data.
+    """
+    data = bytes(data)
+    if not data:
+        raise IRNError(f"{name}: empty file")
+    _check_complete(data, name)
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise IRNError(f"{name}: not a readable image (unknown format or corrupt data)")
+    return img
 
 
 def decode_image(data, name="image"):
@@ -80,14 +97,26 @@ def decode_image(data, name="image"):
     Returns:
         np.ndarray: float32 HxWx3 RGB in [0, 1].
     """
-    data = bytes(data)
-    if not data:
-        raise IRNError(f"{name}: empty file")
-    _check_complete(data, name)
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise IRNError(f"{name}: not a readable image (unknown format or corrupt data)")
-    return to_rgb_uint8(img, name).astype(np.float32) / np.float32(255.0)
+    return uint8_to_float(to_rgb_uint8(decode_raw(data, name), name))
+
+
+def uint8_to_float(img):
+    """uint8 -> float32 ``img / 255`` (the project's one definition of pixel values)."""
+    out = img.astype(np.float32)
+    out /= np.float32(255.0)
+    return out
+
+
+def read_bytes(path):
+    """The content of a file, or IRNError if it is missing or unreadable."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise IRNError(f"{path}: image file not found")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise IRNError(f"{path}: cannot read file ({exc.strerror})") from exc
 
 
 def read_image(path):
@@ -99,14 +128,13 @@ def read_image(path):
         IRNError: missing file, unreadable, truncated or non-image file.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise IRNError(f"{path}: image file not found")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise IRNError(f"{path}: cannot read file ({exc.strerror})") from exc
-    return decode_image(data, path)
+    return decode_image(read_bytes(path), path)
+
+
+def read_image_uint8(path):
+    """Read an image file as HxWx3 RGB uint8 (same conversions and errors as ``read_image``)."""
+    path = os.fspath(path)
+    return to_rgb_uint8(decode_raw(read_bytes(path), path), path)
 
 
 def write_png(path, img):
