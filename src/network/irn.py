@@ -47,8 +47,8 @@ class InvRescaleNet(nn.Cell):
 
     def inverse(self, y):
         """(B, 3*s*s, h, w) -> HR (B, 3, h*s, w*s)."""
-        for op in self.operations[::-1]:
-            y = op.inverse(y)
+        for i in range(len(self.operations) - 1, -1, -1):  # slicing a CellList renames params
+            y = self.operations[i].inverse(y)
         return y
 
     def upscale(self, lr, z):

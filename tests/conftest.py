@@ -1,0 +1,28 @@
+"""Shared test set-up: run from the repo root, CPU, graph mode unless a test says otherwise."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, 'tests', 'data')
+sys.path.insert(0, ROOT)
+
+import mindspore as ms  # noqa: E402
+
+ms.set_device('CPU')
+ms.set_context(mode=ms.GRAPH_MODE)
+
+
+@pytest.fixture
+def pynative():
+    """Run one test in PyNative mode, then restore graph mode."""
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    yield
+    ms.set_context(mode=ms.GRAPH_MODE)
+
+
+def fixture(name):
+    """Load tests/data/<name>.npz (outputs of the authors' PyTorch code)."""
+    return np.load(os.path.join(DATA, name + '.npz'))
