@@ -79,3 +79,12 @@ class TrainStep(nn.Cell):
         ok = ops.logical_and(ops.isfinite(loss), ops.isfinite(norm))
         norm = self.optimizer(grads, lr, ok)
         return loss, l_fit, l_ce, l_rec, norm, ok
+
+
+def build_train_step(net_with_loss, optimizer, opt, grad_reducer=None):
+    """The train step the config asks for (``train.memory_mode``, ``train.micro_batch``).
+
+    Every variant has the same call signature and result as :class:`TrainStep` and computes the
+    same update; they differ only in memory and time.
+    """
+    return TrainStep(net_with_loss, optimizer, grad_reducer)

@@ -1,0 +1,23 @@
+"""Device and execution-mode set-up."""
+import os
+
+import mindspore as ms
+
+from src.utils.errors import IRNError
+
+
+def setup_device(target='CPU', graph=True, device_id=None):
+    """Select the backend and graph / PyNative mode; GPU and Ascend take ``DEVICE_ID`` by default."""
+    if target not in ('CPU', 'GPU', 'Ascend'):
+        raise IRNError(f'device_target must be CPU, GPU or Ascend, got {target!r}')
+    if device_id is None:
+        device_id = int(os.environ.get('DEVICE_ID', '0')) if target != 'CPU' else None
+    try:
+        if device_id is None:
+            ms.set_device(target)
+        else:
+            ms.set_device(target, device_id)
+    except (RuntimeError, ValueError) as exc:
+        raise IRNError(f'cannot use device {target}: {str(exc).splitlines()[0]}') from None
+    ms.set_context(mode=ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE)
+    return target
