@@ -92,6 +92,10 @@ SCHEMA = {
         'z_draws': (int, 1),
         'seed': (int, 0),
     },
+    'test': {                                # val.py: evaluation sets and outputs
+        'dataroots': (list, OPTIONAL),       # folders / DIV2K roots (--data_path wins)
+        'max_images': (int, OPTIONAL),       # first N images of each set (quick checks)
+    },
     'logger': {
         'print_freq': (int, 100),
         'save_checkpoint_freq': (int, 5000),
