@@ -66,6 +66,21 @@ def _pair_metrics(out, ref, crop, prefix, key_prefix=''):
     return res
 
 
+_CELLS = {}  # id(net) -> (net, Downscaler, Upscaler): compile once per network
+
+
+def _cells(net):
+    """The (Downscaler, Upscaler) pair of ``net``, built and compiled once."""
+    cached = _CELLS.get(id(net))
+    if cached is None or cached[0] is not net:
+        z_channels = net.channel_out - net.channel_in
+        cached = (net, _dynamic(Downscaler(net), net.channel_in),
+                  _dynamic(Upscaler(net), net.channel_in, z_channels))
+        _CELLS.clear()
+        _CELLS[id(net)] = cached
+    return cached[1], cached[2]
+
+
 def _dynamic(cell, *channels):
     """Compile ``cell`` once for any spatial size (avoids one graph per image shape)."""
     cell.set_inputs(*[ms.Tensor(shape=[1, c, None, None], dtype=ms.float32) for c in channels])
@@ -94,9 +109,7 @@ def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=F
         raise IRNError(f'val.z_draws must be >= 1, got {draws}')
     if scale != net.scale:
         raise IRNError(f'evaluation scale x{scale} does not match the network (x{net.scale})')
-    z_channels = net.channel_out - net.channel_in
-    down = _dynamic(Downscaler(net), net.channel_in)
-    up = _dynamic(Upscaler(net), net.channel_in, z_channels)
+    down, up = _cells(net)
     results = []
     for index, (name, hr) in enumerate(source):
         h, w = hr.shape[:2]

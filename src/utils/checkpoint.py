@@ -1,4 +1,5 @@
 """Checkpoint io: atomic writes and architecture-checked loading of network weights."""
+import json
 import os
 import tempfile
 
@@ -83,3 +84,81 @@ def load_weights(net, path):
     for name, p in params.items():
         p.set_data(ms.Tensor(weights[name].astype(np.float32)))
     return block_num
+
+
+# ---------------------------------------------------------------- training state (resume)
+STATE_KEY = 'irn_train_state'  # json: iteration, numpy RNG state, counters, config facts
+STATE_PREFIX = 'state_'
+
+
+def _optimizer_own_params(net, optimizer):
+    """The optimizer's own parameters (moments, step): everything that is not a network weight."""
+    net_names = {p.name for p in net.get_parameters()}
+    own = {}
+    for p in optimizer.get_parameters():
+        if p.name not in net_names:
+            own[p.name] = p
+    return own
+
+
+def save_train_state(path, net, optimizer, state, block_num):
+    """Write a resumable training state atomically.
+
+    Holds the network weights (as ``net.<name>``, so :func:`load_weights` reads them), the
+    optimizer's own parameters (``moment1.*``, ``moment2.*``, ``adam_step``) and ``state``, a
+    json-serialisable dict (iteration, numpy generator state, counters).
+    """
+    entries = [{'name': 'net.' + p.name, 'data': ms.Tensor(p.asnumpy())} for p in net.get_parameters()]
+    entries += [{'name': name, 'data': ms.Tensor(p.asnumpy())}
+                for name, p in _optimizer_own_params(net, optimizer).items()]
+    meta = {ARCH_KEY: ','.join(str(b) for b in block_num), STATE_KEY: json.dumps(state)}
+    atomic_save(lambda tmp: ms.save_checkpoint(entries, tmp, append_dict=meta), path)
+
+
+def load_train_state(path, net, optimizer):
+    """Restore weights and optimizer state written by :func:`save_train_state`; return its dict.
+
+    Raises IRNError naming the file when it is not a training state or does not fit the
+    network / optimizer (different scale, blocks or missing moments).
+    """
+    block_num = load_weights(net, path)
+    raw = ms.load_checkpoint(path)
+    if STATE_KEY not in raw:
+        raise IRNError(f'{path}: holds network weights only, not a training state to resume')
+    own = _optimizer_own_params(net, optimizer)
+    missing = sorted(set(own) - set(raw))
+    if missing:
+        raise IRNError(f'{path}: optimizer state incomplete, missing {missing[:3]} '
+                       f'({len(missing)} entries)')
+    for name, p in own.items():
+        value = raw[name].asnumpy()
+        if tuple(value.shape) != tuple(p.shape):
+            raise IRNError(f'{path}: {name} has shape {tuple(value.shape)}, expected {tuple(p.shape)}')
+        p.set_data(ms.Tensor(value.astype(np.float32)))
+    state = json.loads(str(raw[STATE_KEY]))
+    state['block_num'] = block_num
+    return state
+
+
+def state_path(folder, iteration):
+    """``folder/state_00001234.ckpt``: the training state after ``iteration`` updates."""
+    return os.path.join(folder, f'{STATE_PREFIX}{int(iteration):08d}.ckpt')
+
+
+def list_train_states(folder):
+    """Training-state files in ``folder``, oldest (lowest iteration) first."""
+    if not os.path.isdir(folder):
+        return []
+    names = [n for n in os.listdir(folder)
+             if n.startswith(STATE_PREFIX) and n.endswith('.ckpt') and n[len(STATE_PREFIX):-5].isdigit()]
+    return [os.path.join(folder, n) for n in sorted(names, key=lambda n: int(n[len(STATE_PREFIX):-5]))]
+
+
+def prune_train_states(folder, keep_last):
+    """Delete all but the newest ``keep_last`` training states (``keep_last <= 0`` keeps all)."""
+    if keep_last <= 0:
+        return []
+    old = list_train_states(folder)[:-keep_last]
+    for path in old:
+        os.remove(path)
+    return old

@@ -1,0 +1,282 @@
+"""The IRN training loop: data, explicit noise, per-iteration lr, logging, validation, resume.
+
+Everything that decides the numbers of iteration ``i`` is a function of the saved state:
+the weights and Adam moments, the numpy generator that draws the reconstruction-branch
+z (its state is checkpointed), and the data position (the pipeline is a pure function of
+the iteration, see ``src/data/pipeline.py``). So a run resumed from a checkpoint computes
+exactly what the uninterrupted run computes.
+
+Data parallel: every rank draws the same full-batch z from the same generator and keeps
+the rows of its own samples (rank r holds global batch rows r, r + R, ...), so R ranks do
+the same arithmetic as one process on the global batch, up to the order of the gradient sum.
+"""
+import logging
+import os
+import time
+
+import numpy as np
+import mindspore as ms
+from mindspore import nn
+
+from src.amp import apply_amp
+from src.config import dump_config
+from src.data.pipeline import build_train_source, create_train_dataset
+from src.data.sources import ValidationSource
+from src.evaluate import evaluate, summarize
+from src.loss import build_net_with_loss
+from src.network import build_network
+from src.optim import build_optimizer, build_train_step
+from src.schedule import build_lr
+from src.train_log import CsvLog, ProgressBar, format_seconds, setup_train_logger
+from src.utils.checkpoint import (list_train_states, load_train_state, load_weights,
+                                  prune_train_states, save_train_state, save_weights, state_path)
+from src.utils.errors import IRNError
+
+__all__ = ['Trainer', 'experiment_dir']
+
+LOSS_FIELDS = ['iter', 'lr', 'loss', 'l_fit', 'l_ce', 'l_rec', 'grad_norm', 'it_per_s']
+VAL_FIELDS = ['iter', 'psnr_rgb', 'psnr_y', 'ssim_rgb', 'ssim_y', 'lr_psnr_rgb', 'lr_psnr_y']
+
+
+def experiment_dir(opt):
+    """Where a run writes: ``path.root/name``."""
+    return os.path.abspath(os.path.join(opt['path']['root'], opt['name']))
+
+
+class Trainer:
+    """Build everything a config describes and train.
+
+    Args:
+        opt (dict): parsed config (:func:`src.config.load_config`).
+        resume (bool): continue from ``path.resume_state`` or the newest state in the
+            experiment's ``checkpoints/`` folder (starts fresh when there is none).
+        rank_id, rank_size (int): data-parallel rank and world size (0, 1 standalone).
+    """
+
+    def __init__(self, opt, resume=False, rank_id=0, rank_size=1):
+        self.opt, self.rank_id, self.rank_size = opt, rank_id, rank_size
+        self.is_main = rank_id == 0
+        # fail on data problems before anything is built or written
+        build_train_source(opt, rank_id, rank_size, start_iter=0)
+        if opt['datasets']['val']['dataroot_GT']:
+            ValidationSource(opt['datasets']['val']['dataroot_GT'], opt['scale'])
+        self.out_dir = experiment_dir(opt)
+        self.ckpt_dir = os.path.join(self.out_dir, 'checkpoints')
+        self.log, self.log_path = setup_train_logger(self.out_dir, self.is_main)
+        t, d = opt['train'], opt['datasets']['train']
+        self.niter, self.global_batch = t['niter'], d['batch_size']
+        if self.global_batch % rank_size:
+            raise IRNError(f'datasets.train.batch_size ({self.global_batch}) must be a multiple '
+                           f'of the number of devices ({rank_size})')
+        if t['max_nonfinite'] < 1:
+            raise IRNError(f"train.max_nonfinite must be >= 1, got {t['max_nonfinite']}")
+        ms.set_seed(t['manual_seed'])
+        self.net = apply_amp(build_network(opt), t['amp_level'])
+        self.optimizer = build_optimizer(self.net, opt)
+        reducer = None
+        if rank_size > 1:
+            reducer = nn.DistributedGradReducer(self.optimizer.params, mean=True, degree=rank_size)
+        self.step = build_train_step(build_net_with_loss(self.net, opt), self.optimizer, opt, reducer)
+        self.lrs = build_lr(t)
+        self.rng = np.random.default_rng(t['manual_seed'])
+        self.iteration, self.nonfinite_total, self.best = 0, 0, None
+        self._resume_or_init(resume)
+
+    # ------------------------------------------------------------------ set-up
+    def _resume_or_init(self, resume):
+        explicit = self.opt['path']['resume_state']
+        path = explicit
+        if path is None and resume:
+            states = list_train_states(self.ckpt_dir)
+            path = states[-1] if states else None
+            if path is None:
+                self.log.info('resume: no training state in %s, starting from scratch', self.ckpt_dir)
+        if path is None and not resume and list_train_states(self.ckpt_dir):
+            raise IRNError(f'{self.ckpt_dir}: holds training states of an earlier run; pass '
+                           f'--resume to continue it or choose another --output_dir')
+        if path is not None:
+            state = load_train_state(path, self.net, self.optimizer)
+            if state['global_batch'] != self.global_batch:
+                raise IRNError(f"{path}: trained with datasets.train.batch_size "
+                               f"{state['global_batch']}, config says {self.global_batch}")
+            self.iteration = int(state['iteration'])
+            self.rng.bit_generator.state = state['rng']
+            self.nonfinite_total, self.best = state['nonfinite_total'], state['best']
+            self.log.info('resumed from %s at iteration %d', path, self.iteration)
+        elif self.opt['path']['pretrain_model_G']:
+            load_weights(self.net, self.opt['path']['pretrain_model_G'])
+            self.log.info('initialised from %s', self.opt['path']['pretrain_model_G'])
+        if self.iteration > self.niter:
+            raise IRNError(f'resume state is at iteration {self.iteration}, beyond train.niter '
+                           f'{self.niter}')
+
+    def _state(self):
+        return {'iteration': self.iteration, 'rng': self.rng.bit_generator.state,
+                'nonfinite_total': self.nonfinite_total, 'best': self.best,
+                'global_batch': self.global_batch, 'rank_size': self.rank_size,
+                'data_position': {'iteration': self.iteration,
+                                  'sample': self.iteration * self.global_batch}}
+
+    def save_state(self):
+        """Write ``checkpoints/state_<iter>.ckpt`` atomically and keep the newest K (rank 0)."""
+        if not self.is_main:
+            return None
+        path = state_path(self.ckpt_dir, self.iteration)
+        save_train_state(path, self.net, self.optimizer, self._state(), self.net.block_num)
+        removed = prune_train_states(self.ckpt_dir, self.opt['logger']['keep_last'])
+        self.log.info('saved %s%s', path, f' (removed {len(removed)} older)' if removed else '')
+        return path
+
+    # ------------------------------------------------------------------ data & noise
+    def _batches(self):
+        dataset = create_train_dataset(self.opt, self.rank_id, self.rank_size,
+                                       start_iter=self.iteration, total_iters=self.niter)
+        self.epoch_size = dataset.irn_source.schedule.batches_per_epoch
+        return dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)
+
+    def fetch(self, batch):
+        """(hr, lr_ref) numpy arrays of one batch from the pipeline (a hook for tests)."""
+        return batch[0], batch[1]
+
+    def draw_z(self, lr_shape):
+        """The reconstruction-branch noise of this rank: its rows of one global N(0, I) draw."""
+        b, _, h, w = lr_shape
+        zc = self.net.channel_out - self.net.channel_in
+        full = self.rng.standard_normal((self.global_batch, zc, h, w), dtype=np.float32)
+        return full[self.rank_id::self.rank_size]
+
+    # ------------------------------------------------------------------ validation
+    def validate(self):
+        """Evaluate on ``datasets.val.dataroot_GT`` (rank 0); keep ``best_G.ckpt`` by Y PSNR."""
+        root = self.opt['datasets']['val']['dataroot_GT']
+        if not self.is_main or not root:
+            return None
+        v = self.opt['val']
+        start = time.time()
+        source = ValidationSource(root, self.opt['scale'])
+        res = summarize(evaluate(self.net, source, self.opt['scale'], v['z_mode'], v['seed'],
+                                 v['z_draws']))
+        self.val_csv.append({'iter': self.iteration, **res})
+        is_best = self.best is None or res['psnr_y'] > self.best['psnr_y']
+        self.log.info('val iter %d (%d images, z %s, seed %d, %d draw(s), crop %d): PSNR RGB %.3f '
+                      'Y %.3f dB, SSIM RGB %.4f Y %.4f | LR PSNR RGB %.2f dB | %.1fs%s',
+                      self.iteration, len(source), v['z_mode'], v['seed'], v['z_draws'],
+                      self.opt['scale'], res['psnr_rgb'], res['psnr_y'], res['ssim_rgb'],
+                      res['ssim_y'], res['lr_psnr_rgb'], time.time() - start,
+                      ' (best)' if is_best else '')
+        if is_best:
+            self.best = {'iteration': self.iteration, 'psnr_y': res['psnr_y'],
+                         'psnr_rgb': res['psnr_rgb']}
+            weights = {p.name: p.asnumpy() for p in self.net.get_parameters()}
+            save_weights(weights, os.path.join(self.out_dir, 'best_G.ckpt'), self.net.block_num,
+                         {'iteration': self.iteration})
+        return res
+
+    # ------------------------------------------------------------------ loop
+    def _log_window(self, window, started, start_iter):
+        n = len(window['loss'])
+        now = time.time()
+        rate = window['count'] / max(now - window['t0'], 1e-9)
+        eta = (self.niter - self.iteration) / rate if rate > 0 else 0.0
+        means = {k: float(np.mean(window[k])) if window[k] else float('nan')
+                 for k in ('loss', 'l_fit', 'l_ce', 'l_rec', 'grad_norm')}
+        lr = float(self.lrs[self.iteration - 1])
+        data_share = 100.0 * window['data_s'] / max(now - window['t0'], 1e-9)
+        self.log.info('iter %d/%d lr %.3e loss %.5g (l_fit %.5g l_ce %.5g l_rec %.5g) |g| %.4g '
+                      '| %.3f it/s, data %.0f%% | elapsed %s ETA %s%s', self.iteration, self.niter,
+                      lr, means['loss'], means['l_fit'], means['l_ce'], means['l_rec'],
+                      means['grad_norm'], rate, data_share, format_seconds(now - started),
+                      format_seconds(eta), f' | {window["count"] - n} skipped' if n < window['count'] else '')
+        self.loss_csv.append({'iter': self.iteration, 'lr': lr, 'it_per_s': rate, **means})
+
+    def run(self):
+        """Train from ``self.iteration`` to ``train.niter``; returns a summary dict."""
+        t, lg = self.opt['train'], self.opt['logger']
+        start_iter = self.iteration
+        if self.is_main:
+            os.makedirs(self.out_dir, exist_ok=True)
+            dump_config(self.opt, os.path.join(self.out_dir, 'config.yml'))
+        self.loss_csv = CsvLog(os.path.join(self.out_dir, 'loss.csv'), LOSS_FIELDS, start_iter) \
+            if self.is_main else _NoCsv()
+        self.val_csv = CsvLog(os.path.join(self.out_dir, 'val.csv'), VAL_FIELDS, start_iter) \
+            if self.is_main else _NoCsv()
+        nparams = sum(p.size for p in self.net.trainable_params())
+        self.log.info('IRN x%d %s, %d parameters | %d device(s), batch %d (%d per device), '
+                      'GT %d | iterations %d..%d | amp %s | output %s', self.opt['scale'],
+                      self.net.block_num, nparams, self.rank_size, self.global_batch,
+                      self.global_batch // self.rank_size, self.opt['datasets']['train']['GT_size'],
+                      start_iter, self.niter, t['amp_level'], self.out_dir)
+        if self.iteration >= self.niter:
+            self.log.info('nothing to do: already at iteration %d of %d', self.iteration, self.niter)
+            return {'iteration': self.iteration, 'best': self.best, 'stopped': False}
+        bar = ProgressBar(self.niter, start_iter, self.is_main)
+        window = _new_window()
+        streak, started = 0, time.time()
+        batches = self._batches()
+        try:
+            while self.iteration < self.niter:
+                t0 = time.time()
+                hr, lr_ref = self.fetch(next(batches))
+                window['data_s'] += time.time() - t0
+                z = self.draw_z(lr_ref.shape)
+                out = self.step(ms.Tensor(hr), ms.Tensor(lr_ref), ms.Tensor(z),
+                                ms.Tensor(self.lrs[self.iteration], ms.float32))
+                loss, l_fit, l_ce, l_rec, norm = (float(o.asnumpy()) for o in out[:5])
+                self.iteration += 1
+                window['count'] += 1
+                if bool(out[5].asnumpy()):
+                    streak = 0
+                    for key, val in zip(('loss', 'l_fit', 'l_ce', 'l_rec', 'grad_norm'),
+                                        (loss, l_fit, l_ce, l_rec, norm)):
+                        window[key].append(val)
+                else:
+                    streak += 1
+                    self.nonfinite_total += 1
+                    self.log.warning('iter %d: non-finite loss %.4g / gradient norm %.4g, update '
+                                     'skipped (%d in a row, %d in total)', self.iteration, loss,
+                                     norm, streak, self.nonfinite_total)
+                    if streak >= t['max_nonfinite']:
+                        last = list_train_states(self.ckpt_dir)
+                        raise IRNError(f'training stopped at iteration {self.iteration}: '
+                                       f'{streak} non-finite losses in a row (train.max_nonfinite);'
+                                       f' last good checkpoint: {last[-1] if last else "none"}')
+                bar.update({'loss': loss})
+                if self.iteration % lg['print_freq'] == 0 or self.iteration == self.niter:
+                    self._log_window(window, started, start_iter)
+                    window = _new_window()
+                if self.iteration % t['val_freq'] == 0 or self.iteration == self.niter:
+                    self.validate()
+                if self.iteration % lg['save_checkpoint_freq'] == 0 or self.iteration == self.niter:
+                    if streak:
+                        self.log.warning('iter %d: checkpoint not written during a run of '
+                                         'non-finite losses', self.iteration)
+                    else:
+                        self.save_state()
+        finally:
+            bar.close()
+        if self.is_main:
+            weights = {p.name: p.asnumpy() for p in self.net.get_parameters()}
+            final = os.path.join(self.out_dir, 'final_G.ckpt')
+            save_weights(weights, final, self.net.block_num, {'iteration': self.iteration})
+            self.log.info('done: %d iterations in %s, %d non-finite skipped; weights %s%s',
+                          self.iteration - start_iter, format_seconds(time.time() - started),
+                          self.nonfinite_total, final,
+                          f"; best Y PSNR {self.best['psnr_y']:.3f} dB at iteration "
+                          f"{self.best['iteration']}" if self.best else '')
+        return {'iteration': self.iteration, 'best': self.best, 'stopped': False,
+                'nonfinite_total': self.nonfinite_total}
+
+
+def _new_window():
+    return {'loss': [], 'l_fit': [], 'l_ce': [], 'l_rec': [], 'grad_norm': [], 'count': 0,
+            'data_s': 0.0, 't0': time.time()}
+
+
+class _NoCsv:
+    """Stand-in for :class:`CsvLog` on ranks other than 0."""
+
+    def append(self, row):
+        """Ignore the row."""
+
+
+logging.getLogger('irn').addHandler(logging.NullHandler())
