@@ -1,0 +1,82 @@
+"""IRN LR files: 8-bit PNGs that carry how they were made in a PNG text chunk.
+
+``infer.py down`` pads an HR image to a multiple of the scale; the original size, the scale and
+the network layout are stored as JSON in a ``tEXt`` chunk with keyword ``irn`` so that
+``infer.py up`` can check the LR and crop its output back. Ordinary image tools keep showing
+the PNG; tools that strip metadata lose the chunk (``up`` then warns and does not crop).
+"""
+import json
+import struct
+import zlib
+
+import numpy as np
+
+from src.data.io import write_png
+from src.utils.errors import IRNError
+
+__all__ = ['KEYWORD', 'write_lr_png', 'read_lr_meta', 'png_text_chunks', 'lr_size', 'as_uint8']
+
+KEYWORD = b'irn'
+_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def _chunk(kind, data):
+    return (struct.pack('>I', len(data)) + kind + data
+            + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+
+
+def png_text_chunks(data):
+    """``{keyword: text}`` of the tEXt chunks of PNG bytes ({} for a non-PNG)."""
+    if data[:8] != _SIGNATURE:
+        return {}
+    out, pos = {}, 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack('>I', data[pos:pos + 4])[0], data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b'tEXt' and b'\0' in body:
+            key, text = body.split(b'\0', 1)
+            out[key.decode('latin-1')] = text.decode('latin-1')
+        if kind in (b'IDAT', b'IEND'):
+            break
+        pos += 12 + length
+    return out
+
+
+def write_lr_png(path, lr, meta):
+    """Write an LR image (HxWx3 uint8 RGB, or float k/255) as PNG with ``meta`` as JSON text."""
+    write_png(path, lr)
+    with open(path, 'rb') as f:
+        data = f.read()
+    ihdr_end = 8 + 12 + struct.unpack('>I', data[8:12])[0]
+    text = _chunk(b'tEXt', KEYWORD + b'\0' + json.dumps(meta, sort_keys=True).encode('latin-1'))
+    with open(path, 'wb') as f:
+        f.write(data[:ihdr_end] + text + data[ihdr_end:])
+
+
+def read_lr_meta(path, data):
+    """The IRN metadata dict of an LR file's bytes, or None when it has none.
+
+    Raises:
+        IRNError: the chunk exists but is not valid IRN metadata.
+    """
+    text = png_text_chunks(data).get(KEYWORD.decode())
+    if text is None:
+        return None
+    try:
+        meta = json.loads(text)
+        meta = {'scale': int(meta['scale']), 'height': int(meta['height']),
+                'width': int(meta['width']), **{k: v for k, v in meta.items()
+                                                 if k not in ('scale', 'height', 'width')}}
+    except (ValueError, KeyError, TypeError):
+        raise IRNError(f'{path}: damaged IRN metadata in the PNG text chunk') from None
+    return meta
+
+
+def lr_size(height, width, scale):
+    """LR size of an HR image of ``height`` x ``width`` padded up to a multiple of ``scale``."""
+    return -(-height // scale), -(-width // scale)
+
+
+def as_uint8(img):
+    """Float image in [0, 1] -> uint8 (clamp, x255, round)."""
+    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
