@@ -27,8 +27,8 @@ def parse_args(argv=None):
 
 
 def is_distributed(args):
-    """True under msrun (MS_ROLE=MS_WORKER), with a rank table, or with --distribute."""
-    return (args.distribute or os.environ.get('MS_ROLE') == 'MS_WORKER'
+    """True under msrun (MS_ROLE: workers and the scheduler), with a rank table, or with --distribute."""
+    return (args.distribute or os.environ.get('MS_ROLE') in ('MS_WORKER', 'MS_SCHED')
             or int(os.environ.get('RANK_SIZE', '1')) > 1 and bool(os.environ.get('RANK_TABLE_FILE')))
 
 
@@ -39,7 +39,10 @@ def init_parallel(target):
     from src.utils.errors import IRNError
 
     try:
-        ms.set_device(target)  # msrun / the rank table give each process its device
+        if os.environ.get('RANK_TABLE_FILE') and os.environ.get('DEVICE_ID'):
+            ms.set_device(target, int(os.environ['DEVICE_ID']))  # rank-table launch
+        else:
+            ms.set_device(target)  # msrun gives each worker its device
         ms.set_context(mode=ms.GRAPH_MODE)
         init()
     except (RuntimeError, ValueError) as exc:

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import mindspore as ms
-from mindspore import nn
+from mindspore import nn, ops
 
 from src.amp import apply_amp
 from src.config import dump_config
@@ -76,6 +76,7 @@ class Trainer:
         reducer = None
         if rank_size > 1:
             reducer = nn.DistributedGradReducer(self.optimizer.params, mean=True, degree=rank_size)
+            self.rank_mean = RankMean(rank_size)
         self.step = build_train_step(build_net_with_loss(self.net, opt), self.optimizer, opt, reducer)
         self.lrs = build_lr(t)
         self.rng = np.random.default_rng(t['manual_seed'])
@@ -180,6 +181,10 @@ class Trainer:
         eta = (self.niter - self.iteration) / rate if rate > 0 else 0.0
         means = {k: float(np.mean(window[k])) if window[k] else float('nan')
                  for k in ('loss', 'l_fit', 'l_ce', 'l_rec', 'grad_norm')}
+        if self.rank_size > 1:  # each rank's losses are over its own samples: average them
+            local = np.array([means[k] for k in ('loss', 'l_fit', 'l_ce', 'l_rec')], np.float32)
+            glob = self.rank_mean(ms.Tensor(np.nan_to_num(local))).asnumpy()
+            means.update(zip(('loss', 'l_fit', 'l_ce', 'l_rec'), map(float, glob)))
         lr = float(self.lrs[self.iteration - 1])
         data_share = 100.0 * window['data_s'] / max(now - window['t0'], 1e-9)
         self.log.info('iter %d/%d lr %.3e loss %.5g (l_fit %.5g l_ce %.5g l_rec %.5g) |g| %.4g '
@@ -265,6 +270,18 @@ class Trainer:
                           f"{self.best['iteration']}" if self.best else '')
         return {'iteration': self.iteration, 'best': self.best, 'stopped': False,
                 'nonfinite_total': self.nonfinite_total}
+
+
+class RankMean(nn.Cell):
+    """Mean of a tensor over the data-parallel ranks (all-reduce sum / world size)."""
+
+    def __init__(self, rank_size):
+        super().__init__()
+        self.all_reduce = ops.AllReduce()
+        self.rank_size = rank_size
+
+    def construct(self, x):
+        return self.all_reduce(x) / self.rank_size
 
 
 def _new_window():

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Train IRN on one device.
+#   bash scripts/run_standalone_train.sh SCALE DATA_PATH [section.key=value ...]
+# SCALE: 2, 4 or 8 (uses src/options/train_IRN_x<SCALE>.yml). DATA_PATH: a DIV2K root (holding
+# DIV2K_train_HR, and DIV2K_valid_HR for validation), a folder of images, or an LMDB.
+# Environment: DEVICE_TARGET (CPU|GPU|Ascend; default GPU if nvidia-smi works, else CPU),
+# VAL_PATH (validation images), OUTPUT_DIR (default <repo>/experiments), PYTHON (default python),
+# DRY_RUN=1 (print the command only). Re-running the same command resumes from the newest
+# checkpoint in the output directory.
+set -euo pipefail
+
+usage() {
+  echo "usage: bash $0 SCALE(2|4|8) DATA_PATH [section.key=value ...]" >&2
+  [ -n "${1:-}" ] && echo "error: $1" >&2
+  exit 2
+}
+
+[ $# -ge 2 ] || usage "expected at least SCALE and DATA_PATH"
+SCALE=$1; DATA=$2; shift 2
+case "$SCALE" in 2|4|8) ;; *) usage "SCALE must be 2, 4 or 8, got '$SCALE'";; esac
+[ -d "$DATA" ] || usage "DATA_PATH '$DATA' is not a directory"
+for kv in "$@"; do
+  case "$kv" in *=*) ;; *) usage "extra arguments must be section.key=value, got '$kv'";; esac
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DATA=$(cd "$DATA" && pwd)
+CONFIG="$ROOT/src/options/train_IRN_x${SCALE}.yml"
+OUTPUT_DIR=${OUTPUT_DIR:-$ROOT/experiments}
+OUTPUT_DIR=$(realpath -m "$OUTPUT_DIR")
+
+if [ -z "${DEVICE_TARGET:-}" ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    DEVICE_TARGET=GPU
+  else
+    DEVICE_TARGET=CPU
+  fi
+fi
+case "$DEVICE_TARGET" in CPU|GPU|Ascend) ;; *) usage "DEVICE_TARGET must be CPU, GPU or Ascend, got '$DEVICE_TARGET'";; esac
+
+VAL_ARGS=()
+if [ -n "${VAL_PATH:-}" ]; then
+  [ -d "$VAL_PATH" ] || usage "VAL_PATH '$VAL_PATH' is not a directory"
+  VAL_ARGS=(--val_path "$(cd "$VAL_PATH" && pwd)")
+elif [ -d "$DATA/DIV2K_valid_HR" ] || [ -d "$DATA/DIV2K_valid_HR.lmdb" ]; then
+  VAL_ARGS=(--val_path "$DATA")
+fi
+
+NAME=$(awk '/^name:/ {print $2; exit}' "$CONFIG")
+for kv in "$@"; do case "$kv" in name=*) NAME=${kv#name=};; esac; done
+CMD=("${PYTHON:-python}" "$ROOT/train.py" --config "$CONFIG" --device_target "$DEVICE_TARGET"
+     --data_path "$DATA" "${VAL_ARGS[@]}" --output_dir "$OUTPUT_DIR" --resume "$@")
+
+echo "device: $DEVICE_TARGET"
+echo "log file: $OUTPUT_DIR/$NAME/train.log"
+if [ "${DRY_RUN:-0}" = 1 ]; then
+  printf '%q ' "${CMD[@]}"; echo
+  exit 0
+fi
+cd "$ROOT"
+exec "${CMD[@]}"
