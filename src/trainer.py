@@ -169,8 +169,7 @@ class Trainer:
             self.best = {'iteration': self.iteration, 'psnr_y': res['psnr_y'],
                          'psnr_rgb': res['psnr_rgb']}
             weights = {p.name: p.asnumpy() for p in self.net.get_parameters()}
-            save_weights(weights, os.path.join(self.out_dir, 'best_G.ckpt'), self.net.block_num,
-                         {'iteration': self.iteration})
+            save_weights(weights, os.path.join(self.out_dir, 'best_G.ckpt'), self.net.block_num)
         return res
 
     # ------------------------------------------------------------------ loop
@@ -262,7 +261,7 @@ class Trainer:
         if self.is_main:
             weights = {p.name: p.asnumpy() for p in self.net.get_parameters()}
             final = os.path.join(self.out_dir, 'final_G.ckpt')
-            save_weights(weights, final, self.net.block_num, {'iteration': self.iteration})
+            save_weights(weights, final, self.net.block_num)
             self.log.info('done: %d iterations in %s, %d non-finite skipped; weights %s%s',
                           self.iteration - start_iter, format_seconds(time.time() - started),
                           self.nonfinite_total, final,

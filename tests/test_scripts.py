@@ -92,3 +92,14 @@ def test_standalone_really_trains(tmp_path):
                           OUTPUT_DIR=str(tmp_path), DEVICE_TARGET='CPU')
     assert code == 0, err[-2000:]
     assert 'resumed from' in log.read_text() and 'nothing to do' in log.read_text()
+
+
+def test_quickstart_smoke(tmp_path):
+    code, out, err = bash(os.path.join(ROOT, 'scripts', 'quickstart.sh'), OUTPUT_DIR=str(tmp_path),
+                          IRN_VENV=sys.prefix, IRN_SKIP_INSTALL='1', QUICK_ITERS='2')
+    assert code == 0, err[-2000:]
+    run_dir = tmp_path / 'IRN_x2_quickstart'
+    for name in ('train.log', 'final_G.ckpt', 'eval/report.json', 'loss_curve.png',
+                 'before_after.png'):
+        assert os.path.isfile(run_dir / name), name
+    assert 'val (4)' in out

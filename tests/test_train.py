@@ -77,6 +77,10 @@ def test_loss_falls_and_resume_is_exact(tmp_path, monkeypatch):
     assert max(float(np.abs(final_a[k] - final_b[k]).max()) for k in final_a) <= 1e-6
     rows = read_csv(str(tmp_path / 'part' / 'run' / 'loss.csv'))
     assert [r['iter'] for r in rows] == [5, 10, 15, 20]
+    from src.network import InvRescaleNet
+    from src.utils.checkpoint import load_weights
+    for name in ('final_G.ckpt', 'checkpoints/state_00000020.ckpt'):  # what val.py / export load
+        assert load_weights(InvRescaleNet([1]), str(tmp_path / 'part' / 'run' / name)) == [1]
 
 
 def test_nonfinite_skips_then_stops(tmp_path, monkeypatch):
@@ -132,6 +136,17 @@ def test_amp_o1_keeps_names_and_fp32_loss():
     assert np.all(np.isfinite(o1))
     np.testing.assert_allclose(o1, o0, rtol=2e-3)
     assert not np.array_equal(o1, o0)  # the convolutions really ran in float16
+
+
+def test_amp_o1_trains(tmp_path):
+    from src.trainer import Trainer
+    from src.train_log import read_csv
+    trainer = Trainer(tiny_opt(tmp_path, 'train.amp_level=O1', 'train.niter=6',
+                               'logger.print_freq=3', 'logger.save_checkpoint_freq=6', 'name=amp'))
+    trainer.run()
+    rows = read_csv(str(tmp_path / 'amp' / 'loss.csv'))
+    assert trainer.nonfinite_total == 0 and rows[-1]['loss'] < rows[0]['loss']
+    assert 'amp O1' in open(tmp_path / 'amp' / 'train.log').read()
 
 
 def test_evaluate_protocol():

@@ -1,0 +1,153 @@
+"""Figures of a training run, drawn with OpenCV (no matplotlib needed).
+
+    python scripts/plot_training.py --run experiments/IRN_x2_quickstart --val_path data/sample/val
+
+Writes into the run folder:
+  loss_curve.png    the three losses and the total (log scale) from loss.csv, and the
+                    validation Y PSNR from val.csv when there is one;
+  before_after.png  for the first validation images: HR, bicubic down+up, the IRN LR, the IRN
+                    reconstruction with the initial weights (before) and with final_G.ckpt
+                    (after), z ~ N(0, I) with seed 0, Y PSNR in each label.
+"""
+import argparse
+import math
+import os
+import sys
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from src.train_log import read_csv  # noqa: E402
+from src.utils.cli import run  # noqa: E402
+
+COLORS = {'loss': (0, 0, 0), 'l_rec': (200, 60, 20), 'l_fit': (20, 140, 20), 'l_ce': (30, 30, 210),
+          'psnr_y': (160, 40, 160)}
+
+
+def _panel(rows, keys, title, log_scale, size=(460, 640)):
+    """One line chart of ``keys`` over ``iter``; returns a BGR image."""
+    h, w = size
+    img = np.full((h, w, 3), 255, np.uint8)
+    left, right, top, bottom = 70, 20, 40, 40
+    cv2.putText(img, title, (left, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    series = {k: [(r['iter'], r[k]) for r in rows if k in r and r[k] > (0 if log_scale else -1e30)
+                  and math.isfinite(r[k])] for k in keys}
+    points = [p for s in series.values() for p in s]
+    if not points:
+        cv2.putText(img, 'no data', (w // 2 - 40, h // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0))
+        return img
+    tf = (lambda v: math.log10(v)) if log_scale else (lambda v: v)
+    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
+    y0, y1 = min(tf(p[1]) for p in points), max(tf(p[1]) for p in points)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+
+    def xy(p):
+        return (int(left + (p[0] - x0) / (x1 - x0) * (w - left - right)),
+                int(h - bottom - (tf(p[1]) - y0) / (y1 - y0) * (h - top - bottom)))
+
+    cv2.rectangle(img, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
+    for frac in (0.0, 0.5, 1.0):
+        yv = y0 + frac * (y1 - y0)
+        label = f'{10 ** yv:.3g}' if log_scale else f'{yv:.2f}'
+        y = int(h - bottom - frac * (h - top - bottom))
+        cv2.putText(img, label, (5, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        xv = x0 + frac * (x1 - x0)
+        x = int(left + frac * (w - left - right))
+        cv2.putText(img, f'{xv:.0f}', (x - 10, h - bottom + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, 'iteration', (w // 2 - 30, h - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    for i, (key, pts) in enumerate(series.items()):
+        if pts:
+            cv2.polylines(img, [np.array([xy(p) for p in pts], np.int32)], False, COLORS[key], 2,
+                          cv2.LINE_AA)
+        cv2.putText(img, key, (w - right - 60 * (len(series) - i), 25), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.5, COLORS[key], 1, cv2.LINE_AA)
+    return img
+
+
+def loss_curve(run_dir):
+    """Write ``loss_curve.png`` from loss.csv (and val.csv); returns its path."""
+    loss_csv = os.path.join(run_dir, 'loss.csv')
+    if not os.path.isfile(loss_csv):
+        from src.utils.errors import IRNError
+        raise IRNError(f'{loss_csv}: not found (is --run a training output folder?)')
+    panels = [_panel(read_csv(loss_csv), ['loss', 'l_rec', 'l_fit', 'l_ce'],
+                     'training losses (log scale)', True)]
+    val_csv = os.path.join(run_dir, 'val.csv')
+    if os.path.isfile(val_csv) and read_csv(val_csv):
+        panels.append(_panel(read_csv(val_csv), ['psnr_y'], 'validation PSNR Y (dB)', False))
+    path = os.path.join(run_dir, 'loss_curve.png')
+    cv2.imwrite(path, np.concatenate(panels, axis=1))
+    return path
+
+
+def _label(img, text):
+    out = np.full((img.shape[0] + 22, img.shape[1], 3), 255, np.uint8)
+    out[22:] = img
+    cv2.putText(out, text, (3, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def before_after(run_dir, val_path, count=2, seed=0):
+    """Write ``before_after.png`` (see the module docstring); returns its path."""
+    import mindspore as ms
+    from src.data.bicubic import imresize
+    from src.data.sources import ValidationSource
+    from src.evaluate import Downscaler, Upscaler, sample_z
+    from src.metrics import calculate_psnr, tensor_to_uint8
+    from src.network import InvRescaleNet
+    from src.utils.checkpoint import load_weights, read_weights
+    from src.config import load_config
+
+    final = os.path.join(run_dir, 'final_G.ckpt')
+    block_num = read_weights(final)[1]
+    opt = load_config(os.path.join(run_dir, 'config.yml'))
+    scale = 2 ** len(block_num)
+    before = InvRescaleNet(block_num, seed=opt['train']['manual_seed'])  # the run's initial weights
+    after = InvRescaleNet(block_num)
+    load_weights(after, final)
+    rows = []
+    for index, (name, hr) in enumerate(ValidationSource(val_path, scale, max_images=count)):
+        gt = tensor_to_uint8(hr.transpose(2, 0, 1))
+        hr_t = ms.Tensor(hr.transpose(2, 0, 1)[None].copy())
+        bic = tensor_to_uint8(imresize(imresize(hr.astype(np.float64), 1 / scale), scale)
+                              .transpose(2, 0, 1))
+        cells = [_label(gt[..., ::-1], f'{name} HR'),
+                 _label(bic[..., ::-1], f'bicubic {calculate_psnr(bic, gt, scale, True):.2f} dB')]
+        for tag, net in (('before', before), ('after', after)):
+            lr, z = Downscaler(net)(hr_t)
+            sr = tensor_to_uint8(Upscaler(net)(lr, ms.Tensor(sample_z(z.shape, 'sample', seed, index, 0)))
+                                 .asnumpy()[0])
+            if tag == 'after':
+                lr_img = tensor_to_uint8(lr.asnumpy()[0])
+                lr_big = cv2.resize(lr_img, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_NEAREST)
+                cells.insert(2, _label(lr_big[..., ::-1], 'IRN LR (after)'))
+            cells.append(_label(sr[..., ::-1], f'IRN {tag} {calculate_psnr(sr, gt, scale, True):.2f} dB'))
+        rows.append(np.concatenate(cells, axis=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    path = os.path.join(run_dir, 'before_after.png')
+    cv2.imwrite(path, np.concatenate(rows, axis=0))
+    return path
+
+
+def main(argv=None):
+    """Draw the figures of one training run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--run', required=True, help='training output folder (<output_dir>/<name>)')
+    parser.add_argument('--val_path', help='images for before_after.png (skipped if not given)')
+    parser.add_argument('--images', type=int, default=2, help='validation images in the figure')
+    args = parser.parse_args(argv)
+    print(f'loss curve: {loss_curve(args.run)}')
+    if args.val_path:
+        import mindspore as ms
+        ms.set_device('CPU')
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+        print(f'before/after: {before_after(args.run, args.val_path, args.images)}')
+    return 0
+
+
+if __name__ == '__main__':
+    run(main)
