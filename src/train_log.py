@@ -106,6 +106,8 @@ def read_csv(path):
 
 
 def format_seconds(seconds):
-    """12345 -> '3:25:45'."""
+    """12345 -> '3:25:45' ('?' when unknown)."""
+    if seconds != seconds:  # nan
+        return '?'
     seconds = int(max(0, seconds))
     return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'

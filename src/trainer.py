@@ -105,6 +105,9 @@ class Trainer:
             self.nonfinite_total, self.best = state['nonfinite_total'], state['best']
             self.log.info('resumed from %s at iteration %d', path, self.iteration)
         elif self.opt['path']['pretrain_model_G']:
+            if not self.opt['path']['strict_load']:
+                self.log.warning('path.strict_load: false is ignored, weights are always loaded '
+                                 'strictly (every key, every shape)')
             load_weights(self.net, self.opt['path']['pretrain_model_G'])
             self.log.info('initialised from %s', self.opt['path']['pretrain_model_G'])
         if self.iteration > self.niter:
@@ -174,10 +177,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def _log_window(self, window, started, start_iter):
-        n = len(window['loss'])
         now = time.time()
-        rate = window['count'] / max(now - window['t0'], 1e-9)
-        eta = (self.niter - self.iteration) / rate if rate > 0 else 0.0
+        rate = window['count'] / max(now - window['t0'], 1e-9) if window['count'] else float('nan')
+        eta = (self.niter - self.iteration) / rate if rate > 0 else float('nan')
         means = {k: float(np.mean(window[k])) if window[k] else float('nan')
                  for k in ('loss', 'l_fit', 'l_ce', 'l_rec', 'grad_norm')}
         if self.rank_size > 1:  # each rank's losses are over its own samples: average them
@@ -190,7 +192,7 @@ class Trainer:
                       '| %.3f it/s, data %.0f%% | elapsed %s ETA %s%s', self.iteration, self.niter,
                       lr, means['loss'], means['l_fit'], means['l_ce'], means['l_rec'],
                       means['grad_norm'], rate, data_share, format_seconds(now - started),
-                      format_seconds(eta), f' | {window["count"] - n} skipped' if n < window['count'] else '')
+                      format_seconds(eta), f' | {window["skipped"]} skipped' if window['skipped'] else '')
         self.loss_csv.append({'iter': self.iteration, 'lr': lr, 'it_per_s': rate, **means})
 
     def run(self):
@@ -235,6 +237,7 @@ class Trainer:
                         window[key].append(val)
                 else:
                     streak += 1
+                    window['skipped'] += 1
                     self.nonfinite_total += 1
                     self.log.warning('iter %d: non-finite loss %.4g / gradient norm %.4g, update '
                                      'skipped (%d in a row, %d in total)', self.iteration, loss,
@@ -245,6 +248,10 @@ class Trainer:
                                        f'{streak} non-finite losses in a row (train.max_nonfinite);'
                                        f' last good checkpoint: {last[-1] if last else "none"}')
                 bar.update({'loss': loss})
+                if self.iteration == start_iter + 1:  # exclude graph compilation from it/s
+                    self.log.info('first step (includes graph compilation): %.1fs',
+                                  time.time() - window['t0'])
+                    window.update(t0=time.time(), count=0, data_s=0.0)
                 if self.iteration % lg['print_freq'] == 0 or self.iteration == self.niter:
                     self._log_window(window, started, start_iter)
                     window = _new_window()
@@ -285,7 +292,7 @@ class RankMean(nn.Cell):
 
 def _new_window():
     return {'loss': [], 'l_fit': [], 'l_ce': [], 'l_rec': [], 'grad_norm': [], 'count': 0,
-            'data_s': 0.0, 't0': time.time()}
+            'skipped': 0, 'data_s': 0.0, 't0': time.time()}
 
 
 class _NoCsv:

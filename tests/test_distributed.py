@@ -13,7 +13,7 @@ from conftest import ROOT
 
 SAMPLE_TRAIN = os.path.join(ROOT, 'data', 'sample', 'train')
 ARGS = ['--config', 'src/options/train_IRN_x2.yml', '--device_target', 'CPU', '--data_path',
-        SAMPLE_TRAIN, 'name=dp', 'network_G.block_num=[1]', 'datasets.train.GT_size=32',
+        SAMPLE_TRAIN, '--val_path', os.path.join(ROOT, 'data', 'sample', 'val'), 'name=dp', 'network_G.block_num=[1]', 'datasets.train.GT_size=32',
         'datasets.train.batch_size=4', 'datasets.train.n_workers=1', 'train.niter=4',
         'logger.print_freq=2', 'logger.save_checkpoint_freq=4', 'train.val_freq=1000']
 
@@ -43,6 +43,7 @@ def test_two_msrun_workers_equal_single_process(tmp_path):
     assert all(np.array_equal(r0[k], r1[k]) for k in r0.files)  # ranks never diverge
     log = open(out / 'train.log').read()
     assert '2 device(s), batch 4 (2 per device)' in log and 'iter 4/4' in log
+    assert 'val iter 4 (4 images' in log and os.path.isfile(out / 'best_G.ckpt')
     assert os.path.isfile(out / 'checkpoints' / 'state_00000004.ckpt')
 
     # one process, same global batch of 4: same samples, same z rows, same update
