@@ -1,7 +1,8 @@
 """Time IRN downscaling and upscaling of a large image on this machine (not a test).
 
     python scripts/benchmark.py infer [--scales 2 4] [--size 1920x1080] [--tile 512]
-        [--tile_overlap 64] [--repeat 1] [--big 3840x2160] [--static]
+        [--tile_overlap 64] [--repeat 1] [--big 3840x2160] [--modes untiled tiled]
+        [--static]
 
 Each configuration (scale x untiled / tiled) runs in its own process so that its peak resident
 memory (ru_maxrss) is its own. The network has the paper's layout (8 blocks per level) with
@@ -31,6 +32,8 @@ def parse_args(argv=None):
     p.add_argument('--repeat', type=int, default=1, help='timed calls after the first')
     p.add_argument('--big', default='', help='WxH of an extra tiled round trip at the largest '
                    'scale, e.g. 3840x2160 (empty: skip)')
+    p.add_argument('--modes', nargs='+', choices=('untiled', 'tiled'),
+                   default=['untiled', 'tiled'], help='which runs at --size')
     p.add_argument('--static', action='store_true',
                    help='one graph per shape instead of one dynamic-shape graph')
     p.add_argument('--child', help=argparse.SUPPRESS)
@@ -88,7 +91,7 @@ def main(argv=None):
     size = _size(args.size)
     specs = []
     for scale in args.scales:
-        for tile in (0, args.tile):
+        for tile in [0] * ('untiled' in args.modes) + [args.tile] * ('tiled' in args.modes):
             specs.append({'scale': scale, 'size': size, 'tile': tile,
                           'overlap': args.tile_overlap if tile else 0,
                           'repeat': args.repeat, 'static': args.static})

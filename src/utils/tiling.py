@@ -1,9 +1,9 @@
 """Run an image-to-image function on overlapping tiles and stitch the results.
 
-Each output pixel is taken from exactly one tile: the image is cut into non-overlapping
-"cores" of at most ``tile - overlap`` pixels, and each core is computed from a tile that
-extends it by up to ``overlap / 2`` pixels on every side (shifted inwards at the image
-border so tiles keep their full size when the image allows). The outputs are cropped back to
+Each output pixel is taken from exactly one tile: the image is cut into the fewest
+non-overlapping, evenly sized "cores" of at most ``tile - overlap`` pixels, and each core is
+computed from a tile that extends it by ``overlap / 2`` pixels on every side (less at the
+image border), so no tile is larger than ``tile`` and little work is repeated. The outputs are cropped back to
 the cores and pasted, so there is no blending: quantised outputs (an IRN LR) stay quantised.
 The context a tile sees around its core is what limits the difference to an untiled run.
 """
@@ -35,17 +35,11 @@ def tile_spans(length, tile, overlap, align=1):
         raise IRNError(f'tile overlap {overlap} must be smaller than the tile size {tile}')
     if tile >= length:
         return [(0, length, 0, length)]
-    core = tile - 2 * half
-    spans = []
-    start = 0
-    while start < length:
-        end = min(start + core, length)
-        t0 = max(start - half, 0)
-        t1 = min(t0 + tile, length)
-        t0 = max(min(t0, t1 - tile), 0)
-        spans.append((start, end, t0, t1))
-        start = end
-    return spans
+    units, core_units = length // align, (tile - 2 * half) // align
+    count = -(-units // core_units)  # fewest cores of at most tile - overlap, sized evenly
+    cuts = [(units * i // count) * align for i in range(count + 1)]
+    return [(c0, c1, max(c0 - half, 0), min(c1 + half, length))
+            for c0, c1 in zip(cuts, cuts[1:])]
 
 
 def tiled_apply(fn, arrays, tile, overlap, align=1, out_num=1, out_den=1):
