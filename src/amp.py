@@ -8,39 +8,17 @@ quantisation and every loss sum stay in float32, and the master weights and Adam
 remain float32. (The earlier MindSpore port trained in pure fp16, O3, with fp16 loss sums.)
 Parameter names are unchanged, so checkpoints are interchangeable with O0.
 """
-import mindspore as ms
-from mindspore import nn
-
 from src.network.blocks import InvBlockExp
 from src.utils.errors import IRNError
 
-__all__ = ['apply_amp', 'Float16Subnet']
-
-
-class Float16Subnet(nn.Cell):
-    """Run ``sub`` in float16 between float32 input and output."""
-
-    def __init__(self, sub):
-        super().__init__(auto_prefix=False)
-        self.sub = sub.to_float(ms.float16)
-
-    def construct(self, x):
-        return self.sub(x.astype(ms.float16)).astype(ms.float32)
+__all__ = ['apply_amp']
 
 
 def apply_amp(net, level):
     """Apply ``level`` ('O0' or 'O1') to an InvRescaleNet in place; returns ``net``."""
-    if level == 'O0':
-        return net
-    if level != 'O1':
+    if level not in ('O0', 'O1'):
         raise IRNError(f"train.amp_level must be 'O0' or 'O1', got {level!r}")
-    names = {id(p): p.name for p in net.get_parameters()}
     for _, cell in net.cells_and_names():
         if isinstance(cell, InvBlockExp):
-            for key in ('F', 'G', 'H'):
-                sub = getattr(cell, key)
-                if not isinstance(sub, Float16Subnet):
-                    setattr(cell, key, Float16Subnet(sub))
-    for p in net.get_parameters():  # wrapping prefixes names with '.sub'; keep the originals
-        p.name = names[id(p)]
+            cell.half = level == 'O1'
     return net

@@ -1,4 +1,4 @@
-"""The IRN training objective as a net-with-loss cell (spec: L_fit + L_rec + L_ce)."""
+"""The IRN training objective (spec: L_fit + L_rec + L_ce) as functions and a net-with-loss cell."""
 from mindspore import nn, ops
 
 from src.network import Quantization
@@ -9,12 +9,41 @@ def sum_per_image_mean(t):
     return t.sum(axis=(1, 2, 3)).mean()
 
 
+class IRNLoss(nn.Cell):
+    """The loss terms, split where the network sits between them.
+
+    ``forward_terms(out, lr_ref)`` -> (l_fit, l_ce) on the forward output;
+    ``backward_input(out, z_noise)`` -> the inverse pass's input cat[Quant(lr), gaussian_scale*z];
+    ``reconstruction(hr, rec)`` -> l_rec (Charbonnier, eps 1e-6) on the inverse output.
+    """
+
+    def __init__(self, channels, lambda_fit, lambda_rec=1.0, lambda_ce=1.0, gaussian_scale=1.0):
+        super().__init__()
+        self.channels = channels
+        self.quant = Quantization()
+        self.lambda_fit, self.lambda_rec, self.lambda_ce = lambda_fit, lambda_rec, lambda_ce
+        self.gaussian_scale = gaussian_scale
+
+    def forward_terms(self, out, lr_ref):
+        lr, z = out[:, :self.channels], out[:, self.channels:]
+        l_fit = self.lambda_fit * sum_per_image_mean(ops.square(lr - lr_ref))
+        l_ce = self.lambda_ce * ops.square(z).sum() / out.shape[0]
+        return l_fit, l_ce
+
+    def backward_input(self, out, z_noise):
+        return ops.cat((self.quant(out[:, :self.channels]), self.gaussian_scale * z_noise), 1)
+
+    def reconstruction(self, hr, rec):
+        charbonnier = ops.sqrt(ops.square(hr - rec[:, :self.channels]) + 1e-6)
+        return self.lambda_rec * sum_per_image_mean(charbonnier)
+
+
 class IRNWithLoss(nn.Cell):
     """Forward-downscale, quantise, inverse-upscale and the three loss terms.
 
-    ``construct(hr, lr_ref, z_noise)`` returns ``(loss, l_fit, l_ce, l_rec)`` where z_noise is
-    the standard-normal sample for the reconstruction branch (scaled by gaussian_scale here),
-    supplied by the caller so that every step can be replayed.
+    ``construct(hr, lr_ref, z_noise)`` returns ``(loss, l_fit, l_ce, l_rec)``; z_noise is the
+    standard-normal sample for the reconstruction branch, supplied by the caller so that every
+    step can be replayed.
 
     Args:
         net (InvRescaleNet): the bijection.
@@ -25,22 +54,13 @@ class IRNWithLoss(nn.Cell):
     def __init__(self, net, lambda_fit, lambda_rec=1.0, lambda_ce=1.0, gaussian_scale=1.0):
         super().__init__(auto_prefix=False)  # keep parameter names as in the bare network
         self.net = net
-        self.quant = Quantization()
-        self.lambda_fit = lambda_fit
-        self.lambda_rec = lambda_rec
-        self.lambda_ce = lambda_ce
-        self.gaussian_scale = gaussian_scale
-        self.channels = net.channel_in
+        self.loss = IRNLoss(net.channel_in, lambda_fit, lambda_rec, lambda_ce, gaussian_scale)
 
     def construct(self, hr, lr_ref, z_noise):
         out = self.net(hr)
-        lr, z = out[:, :self.channels], out[:, self.channels:]
-        batch = hr.shape[0]
-        l_fit = self.lambda_fit * sum_per_image_mean(ops.square(lr - lr_ref))
-        l_ce = self.lambda_ce * ops.square(z).sum() / batch
-        rec = self.net.inverse(ops.cat((self.quant(lr), self.gaussian_scale * z_noise), 1))
-        charbonnier = ops.sqrt(ops.square(hr - rec[:, :self.channels]) + 1e-6)
-        l_rec = self.lambda_rec * sum_per_image_mean(charbonnier)
+        l_fit, l_ce = self.loss.forward_terms(out, lr_ref)
+        rec = self.net.inverse(self.loss.backward_input(out, z_noise))
+        l_rec = self.loss.reconstruction(hr, rec)
         return l_fit + l_rec + l_ce, l_fit, l_ce, l_rec
 
 

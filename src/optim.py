@@ -84,7 +84,18 @@ class TrainStep(nn.Cell):
 def build_train_step(net_with_loss, optimizer, opt, grad_reducer=None):
     """The train step the config asks for (``train.memory_mode``, ``train.micro_batch``).
 
-    Every variant has the same call signature and result as :class:`TrainStep` and computes the
-    same update; they differ only in memory and time.
+    Every variant is called as ``step(hr, lr_ref, z_noise, lr)`` and returns
+    ``(loss, l_fit, l_ce, l_rec, grad_norm, applied)``; all compute the same update and differ
+    only in memory and time (see src/backprop.py).
     """
-    return TrainStep(net_with_loss, optimizer, grad_reducer)
+    from src.backprop import AccumulatingStep, BlockwiseGrad, PlainGrad
+    mode = opt['train']['memory_mode']
+    micro = opt['train']['micro_batch'] or opt['datasets']['train']['batch_size']
+    whole_batch = micro >= opt['datasets']['train']['batch_size']
+    if mode == 'plain' and whole_batch:
+        return TrainStep(net_with_loss, optimizer, grad_reducer)
+    if mode == 'plain':
+        source = PlainGrad(net_with_loss, optimizer.params)
+    else:
+        source = BlockwiseGrad(net_with_loss, store_inputs=(mode == 'recompute'))
+    return AccumulatingStep(source, optimizer, micro, grad_reducer)

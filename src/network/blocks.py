@@ -50,10 +50,56 @@ def _xavier_normal(shape, scale, rng):
     return (rng.standard_normal(shape) * std * scale).astype(np.float32)
 
 
+def _conv3x3(x, weight, bias):
+    return ops.conv2d(x, weight, bias, pad_mode='pad', padding=1)
+
+
+def dense_block(x, w, half=False):
+    """DenseBlock as a function of its input and weights ``(w1, b1, ..., w5, b5)``.
+
+    ``half``: compute in float16 (input and weights cast), return float32.
+    """
+    if half:
+        x = x.astype(ms.float16)
+        w = tuple([t.astype(ms.float16) for t in w])
+    x1 = ops.leaky_relu(_conv3x3(x, w[0], w[1]), 0.2)
+    x2 = ops.leaky_relu(_conv3x3(ops.cat((x, x1), 1), w[2], w[3]), 0.2)
+    x3 = ops.leaky_relu(_conv3x3(ops.cat((x, x1, x2), 1), w[4], w[5]), 0.2)
+    x4 = ops.leaky_relu(_conv3x3(ops.cat((x, x1, x2, x3), 1), w[6], w[7]), 0.2)
+    out = _conv3x3(ops.cat((x, x1, x2, x3, x4), 1), w[8], w[9])
+    return out.astype(ms.float32) if half else out
+
+
+def _log_scale(h, clamp):
+    return clamp * (ops.sigmoid(h) * 2 - 1)
+
+
+def coupling_forward(x, w, split, clamp, half=False):
+    """Affine coupling y = (x1 + F(x2), x2 * exp(s(y1)) + G(y1)); ``w`` = F, G, H weights (30).
+
+    ``half`` runs F, G, H in float16; the coupling arithmetic (exp, division) stays float32.
+    """
+    x1, x2 = x[:, :split], x[:, split:]
+    y1 = x1 + dense_block(x2, w[:10], half)
+    s = _log_scale(dense_block(y1, w[20:], half), clamp)
+    y2 = x2 * ops.exp(s) + dense_block(y1, w[10:20], half)
+    return ops.cat((y1, y2), 1)
+
+
+def coupling_inverse(y, w, split, clamp, half=False):
+    """Exact inverse of :func:`coupling_forward`."""
+    y1, y2 = y[:, :split], y[:, split:]
+    s = _log_scale(dense_block(y1, w[20:], half), clamp)
+    x2 = (y2 - dense_block(y1, w[10:20], half)) / ops.exp(s)
+    x1 = y1 - dense_block(x2, w[:10], half)
+    return ops.cat((x1, x2), 1)
+
+
 class DenseBlock(nn.Cell):
     """Five 3x3 convs with dense connections (the paper's DBNet sub-network).
 
     conv1-4 are xavier-normal x0.1 with zero bias, conv5 is all zero, so a fresh block outputs 0.
+    The convs hold the weights (under the authors' names); the maths is :func:`dense_block`.
     """
 
     def __init__(self, channel_in, channel_out, rng):
@@ -66,14 +112,15 @@ class DenseBlock(nn.Cell):
             if k < 5:
                 conv.weight.set_data(ms.Tensor(_xavier_normal((cout, cin, 3, 3), 0.1, rng)))
             setattr(self, f'conv{k}', conv)
-        self.lrelu = nn.LeakyReLU(0.2)
+
+    def weights(self):
+        """(w1, b1, ..., w5, b5)."""
+        return (self.conv1.weight, self.conv1.bias, self.conv2.weight, self.conv2.bias,
+                self.conv3.weight, self.conv3.bias, self.conv4.weight, self.conv4.bias,
+                self.conv5.weight, self.conv5.bias)
 
     def construct(self, x):
-        x1 = self.lrelu(self.conv1(x))
-        x2 = self.lrelu(self.conv2(ops.cat((x, x1), 1)))
-        x3 = self.lrelu(self.conv3(ops.cat((x, x1, x2), 1)))
-        x4 = self.lrelu(self.conv4(ops.cat((x, x1, x2, x3), 1)))
-        return self.conv5(ops.cat((x, x1, x2, x3, x4), 1))
+        return dense_block(x, self.weights())
 
 
 class InvBlockExp(nn.Cell):
@@ -87,22 +134,18 @@ class InvBlockExp(nn.Cell):
         self.split1 = channel_split_num
         self.split2 = channel_num - channel_split_num
         self.clamp = clamp
+        self.half = False  # float16 sub-networks (train.amp_level O1, see src/amp.py)
         self.F = DenseBlock(self.split2, self.split1, rng)
         self.G = DenseBlock(self.split1, self.split2, rng)
         self.H = DenseBlock(self.split1, self.split2, rng)
 
-    def _log_scale(self, y1):
-        return self.clamp * (ops.sigmoid(self.H(y1)) * 2 - 1)
+    def weights(self):
+        """The 30 weight tensors of F, G and H, in the order the coupling functions take."""
+        return self.F.weights() + self.G.weights() + self.H.weights()
 
     def construct(self, x):
-        x1, x2 = x[:, :self.split1], x[:, self.split1:]
-        y1 = x1 + self.F(x2)
-        y2 = x2 * ops.exp(self._log_scale(y1)) + self.G(y1)
-        return ops.cat((y1, y2), 1)
+        return coupling_forward(x, self.weights(), self.split1, self.clamp, self.half)
 
     def inverse(self, y):
         """Exact inverse of :meth:`construct`."""
-        y1, y2 = y[:, :self.split1], y[:, self.split1:]
-        x2 = (y2 - self.G(y1)) / ops.exp(self._log_scale(y1))
-        x1 = y1 - self.F(x2)
-        return ops.cat((x1, x2), 1)
+        return coupling_inverse(y, self.weights(), self.split1, self.clamp, self.half)

@@ -1,0 +1,271 @@
+"""Memory-saving gradient computation for IRN: block-wise recomputation and invertible backprop.
+
+The plain step (``optim.TrainStep``) differentiates the whole objective as one graph, which keeps
+every activation of every DenseBlock alive until the backward pass. Here Python drives small
+compiled graphs instead, one per block and direction, and the backward pass walks the chain
+block by block, each time recomputing just that block's internals (a local vector-Jacobian
+product):
+
+* ``recompute``: the block inputs (a few MB) are stored during the forward pass;
+* ``invertible``: nothing is stored: each block's input is rebuilt from its output with the
+  exact inverse (the forward chain is undone with ``inverse``, the upscaling chain with
+  ``construct``), so activation memory no longer grows with the number of blocks.
+
+Both compute the same gradients as the plain step (up to float rounding). ``AccumulatingStep``
+adds exact gradient accumulation over micro-batches for any of the modes.
+"""
+from mindspore import mutable, nn, ops
+
+from src.network.blocks import InvBlockExp, coupling_forward, coupling_inverse
+
+MODES = ('plain', 'recompute', 'invertible')
+
+
+class _Direction(nn.Cell):
+    """One direction of one operation (Haar or coupling block) as its own graph."""
+
+    def __init__(self, op, inverse):
+        super().__init__(auto_prefix=False)
+        self.op = op
+        self.is_inverse = inverse
+
+    def construct(self, x):
+        if self.is_inverse:
+            return self.op.inverse(x)
+        return self.op(x)
+
+
+class _Coupling(nn.Cell):
+    """A coupling block as a function of (input, weights): one graph serves every block of a
+    level. (MindSpore keeps each compiled graph's working memory, so per-block graphs would
+    add up to as much memory as the plain step.)"""
+
+    def __init__(self, split, clamp, half, inverse):
+        super().__init__()
+        self.split, self.clamp, self.half, self.is_inverse = split, clamp, half, inverse
+
+    def construct(self, x, weights):
+        if self.is_inverse:
+            return coupling_inverse(x, weights, self.split, self.clamp, self.half)
+        return coupling_forward(x, weights, self.split, self.clamp, self.half)
+
+
+class _CouplingVJP(nn.Cell):
+    """(input, weights, cotangent of the output) -> (cotangent of the input, weight gradients)."""
+
+    def __init__(self, split, clamp, half, inverse):
+        super().__init__()
+        self.fn = _Coupling(split, clamp, half, inverse)
+        self.grad = ops.GradOperation(get_all=True, sens_param=True)
+
+    def construct(self, x, weights, d_out):
+        return self.grad(self.fn)(x, weights, d_out)
+
+
+class _LinearVJP(nn.Cell):
+    """Cotangent map of a parameter-free op (Haar): its transpose, via autodiff."""
+
+    def __init__(self, op, inverse):
+        super().__init__(auto_prefix=False)
+        self.fn = _Direction(op, inverse)
+        self.grad = ops.GradOperation(sens_param=True)
+
+    def construct(self, x, d_out):
+        return self.grad(self.fn)(x, d_out)
+
+
+class _ForwardHead(nn.Cell):
+    """Forward output -> (l_fit, l_ce, input of the upscaling pass)."""
+
+    def __init__(self, loss):
+        super().__init__(auto_prefix=False)
+        self.loss = loss
+
+    def construct(self, out, lr_ref, z_noise):
+        l_fit, l_ce = self.loss.forward_terms(out, lr_ref)
+        return l_fit, l_ce, self.loss.backward_input(out, z_noise)
+
+
+class _HeadObjective(nn.Cell):
+    """l_fit + l_ce + <upscaling input, its cotangent>: its gradient is the forward output's."""
+
+    def __init__(self, loss):
+        super().__init__(auto_prefix=False)
+        self.loss = loss
+
+    def construct(self, out, lr_ref, z_noise, d_back):
+        l_fit, l_ce = self.loss.forward_terms(out, lr_ref)
+        back = self.loss.backward_input(out, z_noise)
+        return l_fit + l_ce + (back * ops.stop_gradient(d_back)).sum()
+
+
+class _HeadGrad(nn.Cell):
+    def __init__(self, loss):
+        super().__init__(auto_prefix=False)
+        self.objective = _HeadObjective(loss)
+        self.grad = ops.GradOperation()
+
+    def construct(self, out, lr_ref, z_noise, d_back):
+        return self.grad(self.objective)(out, lr_ref, z_noise, d_back)
+
+
+class _RecHead(nn.Cell):
+    """Upscaled output -> (l_rec, its gradient)."""
+
+    def __init__(self, loss):
+        super().__init__(auto_prefix=False)
+        self.loss = loss
+        self.grad = ops.GradOperation(get_all=True)
+
+    def construct(self, hr, rec):
+        return self.loss.reconstruction(hr, rec), self.grad(self.loss.reconstruction)(hr, rec)[1]
+
+
+class BlockwiseGrad:
+    """Loss values and weight gradients of the IRN objective, block by block.
+
+    Calling it with ``(hr, lr_ref, z_noise)`` returns ``((loss, l_fit, l_ce, l_rec), grads)``
+    with ``grads`` ordered like ``net.trainable_params()``.
+
+    Args:
+        net_with_loss (IRNWithLoss): supplies the network and the loss terms.
+        store_inputs (bool): keep block inputs (``recompute``) or rebuild them (``invertible``).
+    """
+
+    def __init__(self, net_with_loss, store_inputs):
+        net, loss = net_with_loss.net, net_with_loss.loss
+        self.store_inputs = store_inputs
+        self.ops = list(net.operations)
+        shared = {}
+        position = {p.name: i for i, p in enumerate(net.trainable_params())}
+        self.num_params = len(position)
+        self.forward, self.inverse, self.vjp_forward, self.vjp_inverse = [], [], [], []
+        self.weights, self.slots = [], []
+        for op in self.ops:
+            if isinstance(op, InvBlockExp):
+                key = (op.split1, op.clamp, op.half)
+                if key not in shared:
+                    shared[key] = [cls(*key, inverse) for cls in (_Coupling, _CouplingVJP)
+                                   for inverse in (False, True)]
+                fwd, inv, vjp_fwd, vjp_inv = shared[key]
+                weights = op.weights()
+            else:  # Haar: parameter-free and cheap, a graph of its own
+                fwd, inv = _Direction(op, False), _Direction(op, True)
+                vjp_fwd, vjp_inv = _LinearVJP(op, False), _LinearVJP(op, True)
+                weights = ()
+            self.forward.append(fwd)
+            self.inverse.append(inv)
+            self.vjp_forward.append(vjp_fwd)
+            self.vjp_inverse.append(vjp_inv)
+            self.weights.append(weights)
+            self.slots.append([position[p.name] for p in weights])
+        self.head, self.head_grad, self.rec_head = _ForwardHead(loss), _HeadGrad(loss), _RecHead(loss)
+
+    def _accumulate(self, grads, k, d_weights):
+        for slot, g in zip(self.slots[k], d_weights):
+            grads[slot] = g if grads[slot] is None else grads[slot] + g
+
+    def _run(self, cells, k, x):
+        if self.weights[k]:
+            return cells[k](x, mutable(self.weights[k]))
+        return cells[k](x)
+
+    def _step_back(self, vjp, k, x, d, grads):
+        if self.weights[k]:
+            d, d_weights = vjp[k](x, mutable(self.weights[k]), d)
+            self._accumulate(grads, k, d_weights)
+            return d
+        return vjp[k](x, d)
+
+    def __call__(self, hr, lr_ref, z_noise):
+        n = len(self.ops)
+        kept_forward, kept_inverse = [], []
+        h = hr
+        for k in range(n):
+            if self.store_inputs:
+                kept_forward.append(h)
+            h = self._run(self.forward, k, h)
+        out = h
+        l_fit, l_ce, back = self.head(out, lr_ref, z_noise)
+        h = back
+        for k in reversed(range(n)):
+            if self.store_inputs:
+                kept_inverse.append(h)
+            h = self._run(self.inverse, k, h)
+        l_rec, d = self.rec_head(hr, h)
+
+        grads = [None] * self.num_params
+        # Upscaling chain, undone from its output: the input of inverse[k] is forward[k](its output).
+        for k in range(n):
+            x = kept_inverse[n - 1 - k] if self.store_inputs else self._run(self.forward, k, h)
+            d = self._step_back(self.vjp_inverse, k, x, d, grads)
+            h = x
+        d = self.head_grad(out, lr_ref, z_noise, d)
+        # Downscaling chain, from the output back: the input of forward[k] is inverse[k](its output).
+        h = out
+        for k in reversed(range(n)):
+            x = kept_forward[k] if self.store_inputs else self._run(self.inverse, k, h)
+            d = self._step_back(self.vjp_forward, k, x, d, grads)
+            h = x
+        return (l_fit + l_ce + l_rec, l_fit, l_ce, l_rec), tuple(grads)
+
+
+class PlainGrad(nn.Cell):
+    """Loss values and gradients by autodiff of the whole objective (one graph)."""
+
+    def __init__(self, net_with_loss, weights):
+        super().__init__(auto_prefix=False)
+        self.grad_fn = ops.value_and_grad(net_with_loss, None, weights, has_aux=True)
+
+    def construct(self, hr, lr_ref, z_noise):
+        return self.grad_fn(hr, lr_ref, z_noise)
+
+
+class ApplyGradients(nn.Cell):
+    """(all-reduce), finiteness check, clipping and the optimizer update, as one graph."""
+
+    def __init__(self, optimizer, grad_reducer=None):
+        super().__init__(auto_prefix=False)
+        self.optimizer = optimizer
+        self.grad_reducer = grad_reducer if grad_reducer is not None else ops.identity
+
+    def construct(self, grads, loss, lr):
+        grads = self.grad_reducer(grads)
+        norm = self.optimizer.global_norm(grads)
+        ok = ops.logical_and(ops.isfinite(loss), ops.isfinite(norm))
+        return self.optimizer(grads, lr, ok), ok
+
+
+class AccumulatingStep:
+    """A train step computing gradients in micro-batches with ``grad_source``, then one update.
+
+    The objective is a batch mean of per-image terms, so the batch gradient is the mean of the
+    equal-sized micro-batch gradients; clipping and weight decay then apply once, as in the
+    plain step. Same call and results as ``optim.TrainStep``.
+    """
+
+    def __init__(self, grad_source, optimizer, micro_batch=None, grad_reducer=None):
+        self.grad_source = grad_source
+        self.apply = ApplyGradients(optimizer, grad_reducer)
+        self.micro_batch = micro_batch
+
+    def __call__(self, hr, lr_ref, z_noise, lr):
+        batch = hr.shape[0]
+        m = self.micro_batch or batch
+        if batch % m:
+            raise ValueError(f'micro_batch {m} does not divide the batch {batch}')
+        chunks = batch // m
+        losses, grads = None, None
+        for i in range(chunks):
+            part = slice(i * m, (i + 1) * m)
+            l_i, g_i = self.grad_source(hr[part], lr_ref[part], z_noise[part])
+            if grads is None:
+                losses, grads = list(l_i), list(g_i)
+            else:
+                losses = [a + b for a, b in zip(losses, l_i)]
+                grads = [a + b for a, b in zip(grads, g_i)]
+        if chunks > 1:
+            losses = [v / chunks for v in losses]
+            grads = [g / chunks for g in grads]
+        norm, ok = self.apply(mutable(tuple(grads)), losses[0], lr)  # mutable: no recompiling
+        return (*losses, norm, ok)
