@@ -368,3 +368,15 @@ def test_mindspore_dataset(folder):
     assert hr.shape == (2, 3, 16, 16) and lr.shape == (2, 3, 4, 4) and hr.dtype == np.float32
     np.testing.assert_array_equal(hr[1], src[3][0])
     np.testing.assert_array_equal(lr[0], src[2][1])
+
+
+def test_folder_of_sub_folders_is_scanned(tmp_path):
+    """A training root such as train/{T91,BSD200}/ is read through its sub-folders."""
+    for sub in ('T91', 'BSD200'):
+        (tmp_path / sub).mkdir()
+        cv2.imwrite(str(tmp_path / sub / 'a.png'), np.zeros((8, 8, 3), np.uint8))
+    found = [os.path.relpath(p, tmp_path) for p in list_images(str(tmp_path))]
+    assert found == [os.path.join('BSD200', 'a.png'), os.path.join('T91', 'a.png')]
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(IRNError, match='no image files'):
+        list_images(str(tmp_path / 'empty'))

@@ -183,6 +183,12 @@ def list_images(folder, recursive=False):
         paths = [os.path.join(folder, f) for f in os.listdir(folder)
                  if f.lower().endswith(IMAGE_EXTENSIONS)
                  and os.path.isfile(os.path.join(folder, f))]
+    if not paths and not recursive:
+        nested = [d for d in sorted(os.listdir(folder)) if os.path.isdir(os.path.join(folder, d))]
+        if nested:  # e.g. train/ holding T91/ and BSD200/
+            paths = list_images(folder, recursive=True)
+            logging.getLogger("irn").info("%s: no images at the top level; using %d images from "
+                                          "its sub-folders %s", folder, len(paths), nested)
     if not paths:
         raise IRNError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
     return sorted(paths)
