@@ -76,6 +76,21 @@ class _Images:
             yield name, hr
 
 
+def default_config(args):
+    """--config, else src/options/test_IRN_x<scale>.yml for --scale or the checkpoint's scale."""
+    if args.config:
+        return args.config
+    scale = args.scale
+    if scale is None and args.ckpt:
+        from src.utils.checkpoint import read_weights
+        blocks = read_weights(args.ckpt)[1]
+        scale = 2 ** len(blocks) if blocks else None
+    if scale is None:
+        raise IRNError('pass --config src/options/test_IRN_x<scale>.yml or --scale')
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), 'src', 'options',
+                        f'test_IRN_x{scale}.yml')
+
+
 def resolve_options(args, opt):
     """Merge command-line choices over the config: data paths, z protocol, output folder."""
     paths = args.data_path or opt['test']['dataroots'] or (
@@ -109,7 +124,7 @@ def main(argv=None):
     from src.inference import load_network
     from src.report import image_table, protocol_text, set_table, write_csv, write_json
     from src.utils.device import setup_device
-    opt = load_config(args.config, args.overrides, scale=args.scale,
+    opt = load_config(default_config(args), args.overrides, scale=args.scale,
                       device_target=args.device_target)
     paths, z_mode, draws, seed, ckpt, max_images, out_dir = resolve_options(args, opt)
     scale = opt['scale']

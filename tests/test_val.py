@@ -17,7 +17,7 @@ from src.evaluate import sample_z
 from src.network import InvRescaleNet
 from src.utils.checkpoint import load_weights
 from src.utils.errors import IRNError
-from val import main as val_main
+from val import default_config, main as val_main, parse_args
 
 PTH4 = os.path.join(DATA, 'irn_x4_tiny.pth')
 PTH2 = os.path.join(DATA, 'irn_x2_tiny.pth')
@@ -140,6 +140,12 @@ def test_val_errors(sets, tmp_path):
         val_main(['--config', CONFIG, '--ckpt', PTH4, '--data_path', str(tmp_path / 'nope')])
     with pytest.raises(IRNError, match='checkpoint not found'):
         val_main(['--config', CONFIG, '--ckpt', str(tmp_path / 'x.ckpt'), '--data_path', tiny])
+
+
+def test_default_config_follows_the_checkpoint_scale():
+    assert default_config(parse_args(['--ckpt', PTH2])).endswith('test_IRN_x2.yml')
+    assert default_config(parse_args(['--ckpt', PTH2, '--scale', '8'])).endswith('test_IRN_x8.yml')
+    assert default_config(parse_args(['--config', CONFIG])) == CONFIG
 
 
 def test_run_eval_script_checks_arguments(tmp_path):
