@@ -1,7 +1,6 @@
 """export.py: the exported MINDIR / ONNX graphs compute what the Cells compute."""
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
