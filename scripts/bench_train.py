@@ -30,9 +30,11 @@ def run_one(args):
 
     setup_device(args.device_target)
     s, b, p = args.scale, args.batch, args.patch
-    opt = load_config(os.path.join(ROOT, 'src', 'options', f'train_IRN_x{s}.yml'), [
-        f'datasets.train.batch_size={b}', f'datasets.train.GT_size={p}',
-        f'train.memory_mode={args.mode}', f'train.micro_batch={args.micro_batch or b}'])
+    overrides = [f'datasets.train.batch_size={b}', f'datasets.train.GT_size={p}',
+                 f'train.memory_mode={args.mode}']
+    if args.micro_batch:
+        overrides.append(f'train.micro_batch={args.micro_batch}')
+    opt = load_config(os.path.join(ROOT, 'src', 'options', f'train_IRN_x{s}.yml'), overrides)
     net = build_network(opt)
     step = build_train_step(build_net_with_loss(net, opt), build_optimizer(net, opt), opt)
     rng = np.random.default_rng(0)

@@ -27,7 +27,7 @@ RUN="$OUT/$NAME"
 echo "training x2 for ${QUICK_ITERS:-150} iterations; log file: $RUN/train.log"
 "$PY" train.py --config src/options/train_IRN_x2.yml --device_target "${DEVICE_TARGET:-CPU}" \
   --data_path data/sample/train --val_path data/sample/val --output_dir "$OUT" --resume \
-  name=$NAME network_G.block_num=[2] datasets.train.GT_size=32 datasets.train.batch_size=8 \
+  name=$NAME train.memory_mode=plain network_G.block_num=[2] datasets.train.GT_size=32 datasets.train.batch_size=8 \
   datasets.train.n_workers=1 train.niter="${QUICK_ITERS:-150}" train.val_freq=50 \
   logger.print_freq=10 logger.save_checkpoint_freq=50 "$@"
 echo "validating $RUN/final_G.ckpt (Y and RGB, z ~ N(0, I), 5 draws, seed 0)"

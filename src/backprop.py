@@ -17,6 +17,7 @@ adds exact gradient accumulation over micro-batches for any of the modes.
 from mindspore import mutable, nn, ops
 
 from src.network.blocks import InvBlockExp, coupling_forward, coupling_inverse
+from src.utils.errors import IRNError
 
 MODES = ('plain', 'recompute', 'invertible')
 
@@ -253,7 +254,8 @@ class AccumulatingStep:
         batch = hr.shape[0]
         m = self.micro_batch or batch
         if batch % m:
-            raise ValueError(f'micro_batch {m} does not divide the batch {batch}')
+            raise IRNError(f'train.micro_batch {m} does not divide the batch of {batch} images '
+                           'this device computes (datasets.train.batch_size / devices)')
         chunks = batch // m
         losses, grads = None, None
         for i in range(chunks):

@@ -250,11 +250,10 @@ def validate(opt, source):
     if train['lambda_fit_forw'] is None:
         train['lambda_fit_forw'] = float(scale ** 2)
     batch = opt['datasets']['train']['batch_size']
-    micro = train['micro_batch'] or batch
-    if micro <= 0 or batch % micro:
+    micro = train['micro_batch']  # None: each device's whole batch at once
+    if micro is not None and (micro <= 0 or batch % micro):
         raise IRNError(f'{source}: train.micro_batch ({micro}) must divide '
                        f'datasets.train.batch_size ({batch})')
-    train['micro_batch'] = micro
     gt = opt['datasets']['train']['GT_size']
     if gt % scale:
         raise IRNError(f'{source}: datasets.train.GT_size ({gt}) must be a multiple of scale {scale}')

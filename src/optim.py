@@ -90,9 +90,8 @@ def build_train_step(net_with_loss, optimizer, opt, grad_reducer=None):
     """
     from src.backprop import AccumulatingStep, BlockwiseGrad, PlainGrad
     mode = opt['train']['memory_mode']
-    micro = opt['train']['micro_batch'] or opt['datasets']['train']['batch_size']
-    whole_batch = micro >= opt['datasets']['train']['batch_size']
-    if mode == 'plain' and whole_batch:
+    micro = opt['train']['micro_batch']  # None: the (per-device) batch at once
+    if mode == 'plain' and micro is None:
         return TrainStep(net_with_loss, optimizer, grad_reducer)
     if mode == 'plain':
         source = PlainGrad(net_with_loss, optimizer.params)

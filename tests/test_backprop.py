@@ -42,6 +42,7 @@ def test_build_train_step_picks_the_mode():
                              'datasets.train.batch_size=4', 'datasets.train.GT_size=16'])
     net = InvRescaleNet([1])
     loss = IRNWithLoss(net, 4.0)
+    assert opt['train']['micro_batch'] is None
     assert isinstance(build_train_step(loss, ClippedAdam(net.trainable_params()), opt), TrainStep)
     for mode, micro in (('invertible', 4), ('recompute', 2), ('plain', 2)):
         opt['train']['memory_mode'], opt['train']['micro_batch'] = mode, micro
