@@ -8,6 +8,7 @@ config), loss.csv, val.csv, checkpoints/state_<iter>.ckpt (resumable), best_G.ck
 final_G.ckpt (network weights).
 """
 import os
+import signal
 
 from src.utils.cli import common_parser, run
 
@@ -77,8 +78,16 @@ def build_trainer(argv=None):
 
 
 def main(argv=None):
-    """Train as the command line says."""
-    build_trainer(argv).run()
+    """Train as the command line says; Ctrl-C / SIGTERM stop cleanly after the current step."""
+    trainer = build_trainer(argv)
+
+    def request_stop(signum, _frame):
+        trainer.stop_requested = True
+        signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
+    trainer.run()
     return 0
 
 

@@ -81,6 +81,7 @@ class Trainer:
         self.lrs = build_lr(t)
         self.rng = np.random.default_rng(t['manual_seed'])
         self.iteration, self.nonfinite_total, self.best = 0, 0, None
+        self.stop_requested = False  # set by a signal handler: save and stop after this step
         self._resume_or_init(resume)
 
     # ------------------------------------------------------------------ set-up
@@ -263,6 +264,12 @@ class Trainer:
                                          'non-finite losses', self.iteration)
                     else:
                         self.save_state()
+                if self.stop_requested:
+                    self.log.warning('stop requested at iteration %d: saving a resumable state',
+                                     self.iteration)
+                    if self.iteration % lg['save_checkpoint_freq']:
+                        self.save_state()
+                    break
         finally:
             bar.close()
         if self.is_main:
@@ -274,7 +281,7 @@ class Trainer:
                           self.nonfinite_total, final,
                           f"; best Y PSNR {self.best['psnr_y']:.3f} dB at iteration "
                           f"{self.best['iteration']}" if self.best else '')
-        return {'iteration': self.iteration, 'best': self.best, 'stopped': False,
+        return {'iteration': self.iteration, 'best': self.best, 'stopped': self.stop_requested,
                 'nonfinite_total': self.nonfinite_total}
 
 

@@ -186,3 +186,24 @@ def test_train_cli_errors_are_one_line(tmp_path, args, message):
     assert err.splitlines()[-1] == f'error: {message}' or message in err.splitlines()[-1]
     assert len([line for line in err.splitlines() if line.startswith('error:')]) == 1
     assert not os.listdir(tmp_path)  # nothing written before the inputs were checked
+
+
+def test_stop_request_saves_a_resumable_state(tmp_path, monkeypatch):
+    """A signal (Ctrl-C / SIGTERM) stops after the current step with a state on disk."""
+    from src.trainer import Trainer
+    original = Trainer.fetch
+
+    def signal_during_iteration_4(self, batch):
+        if self.iteration == 3:
+            self.stop_requested = True  # what train.py's signal handler does
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, 'fetch', signal_during_iteration_4)
+    out = Trainer(tiny_opt(tmp_path, 'train.niter=50', 'logger.save_checkpoint_freq=10',
+                           'name=run')).run()
+    assert out['stopped'] and out['iteration'] == 4
+    states = list_train_states(str(tmp_path / 'run' / 'checkpoints'))
+    assert [os.path.basename(p) for p in states] == ['state_00000004.ckpt']
+    monkeypatch.setattr(Trainer, 'fetch', original)
+    resumed = Trainer(tiny_opt(tmp_path, 'train.niter=6', 'name=run'), resume=True)
+    assert resumed.iteration == 4
