@@ -10,27 +10,22 @@
 # Old Ascend set-ups with a rank table file: scripts/run_distribute_train_ranktable.sh.
 set -euo pipefail
 
-usage() {
-  echo "usage: bash $0 SCALE(2|4|8) DATA_PATH [DEVICE_NUM] [CPU|GPU|Ascend] [section.key=value ...]" >&2
-  [ -n "${1:-}" ] && echo "error: $1" >&2
-  exit 2
-}
+USAGE="SCALE(2|4|8) DATA_PATH [DEVICE_NUM] [CPU|GPU|Ascend] [section.key=value ...]"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [ $# -ge 2 ] || usage "expected at least SCALE and DATA_PATH"
 SCALE=$1; DATA=$2; shift 2
-case "$SCALE" in 2|4|8) ;; *) usage "SCALE must be 2, 4 or 8, got '$SCALE'";; esac
-[ -d "$DATA" ] || usage "DATA_PATH '$DATA' is not a directory"
+check_scale "$SCALE"
+check_dir DATA_PATH "$DATA"
 DEVICE_NUM=""; DEVICE_TARGET=${DEVICE_TARGET:-}
 if [ $# -gt 0 ] && [[ "$1" != *=* ]]; then
-  [[ "$1" =~ ^[1-9][0-9]*$ ]] || usage "DEVICE_NUM must be a positive integer, got '$1'"
+  check_count DEVICE_NUM "$1"
   DEVICE_NUM=$1; shift
 fi
 if [ $# -gt 0 ] && [[ "$1" != *=* ]]; then
   DEVICE_TARGET=$1; shift
 fi
-for kv in "$@"; do
-  case "$kv" in *=*) ;; *) usage "extra arguments must be section.key=value, got '$kv'";; esac
-done
+check_overrides "$@"
 if [ -z "$DEVICE_TARGET" ]; then
   if command -v npu-smi >/dev/null 2>&1 && npu-smi info >/dev/null 2>&1; then DEVICE_TARGET=Ascend
   elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then DEVICE_TARGET=GPU

@@ -6,25 +6,20 @@
 # Environment: VAL_PATH, OUTPUT_DIR (default <repo>/experiments), PYTHON, DRY_RUN=1.
 set -euo pipefail
 
-usage() {
-  echo "usage: bash $0 RANK_TABLE_FILE SCALE(2|4|8) DATA_PATH [DEVICE_NUM] [section.key=value ...]" >&2
-  [ -n "${1:-}" ] && echo "error: $1" >&2
-  exit 2
-}
+USAGE="RANK_TABLE_FILE SCALE(2|4|8) DATA_PATH [DEVICE_NUM] [section.key=value ...]"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [ $# -ge 3 ] || usage "expected RANK_TABLE_FILE, SCALE and DATA_PATH"
 TABLE=$1; SCALE=$2; DATA=$3; shift 3
 [ -f "$TABLE" ] || usage "RANK_TABLE_FILE '$TABLE' is not a file"
-case "$SCALE" in 2|4|8) ;; *) usage "SCALE must be 2, 4 or 8, got '$SCALE'";; esac
-[ -d "$DATA" ] || usage "DATA_PATH '$DATA' is not a directory"
+check_scale "$SCALE"
+check_dir DATA_PATH "$DATA"
 DEVICE_NUM=8
 if [ $# -gt 0 ] && [[ "$1" != *=* ]]; then
-  [[ "$1" =~ ^[1-9][0-9]*$ ]] || usage "DEVICE_NUM must be a positive integer, got '$1'"
+  check_count DEVICE_NUM "$1"
   DEVICE_NUM=$1; shift
 fi
-for kv in "$@"; do
-  case "$kv" in *=*) ;; *) usage "extra arguments must be section.key=value, got '$kv'";; esac
-done
+check_overrides "$@"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TABLE=$(cd "$(dirname "$TABLE")" && pwd)/$(basename "$TABLE")

@@ -9,19 +9,14 @@
 # checkpoint in the output directory.
 set -euo pipefail
 
-usage() {
-  echo "usage: bash $0 SCALE(2|4|8) DATA_PATH [section.key=value ...]" >&2
-  [ -n "${1:-}" ] && echo "error: $1" >&2
-  exit 2
-}
+USAGE="SCALE(2|4|8) DATA_PATH [section.key=value ...]"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [ $# -ge 2 ] || usage "expected at least SCALE and DATA_PATH"
 SCALE=$1; DATA=$2; shift 2
-case "$SCALE" in 2|4|8) ;; *) usage "SCALE must be 2, 4 or 8, got '$SCALE'";; esac
-[ -d "$DATA" ] || usage "DATA_PATH '$DATA' is not a directory"
-for kv in "$@"; do
-  case "$kv" in *=*) ;; *) usage "extra arguments must be section.key=value, got '$kv'";; esac
-done
+check_scale "$SCALE"
+check_dir DATA_PATH "$DATA"
+check_overrides "$@"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DATA=$(cd "$DATA" && pwd)
