@@ -65,6 +65,7 @@ def check_static_size(args, scale):
 def export_graphs(net, file_name, file_format='MINDIR', height=None, width=None):
     """Write ``<file_name>_down`` and ``<file_name>_up``; returns the two paths written."""
     from src.inference import DownscaleNet, UpscaleNet
+    from src.network.fast_conv import mindspore_conv
     down_in, up_in = graph_inputs(net.scale, net.channel_out - net.channel_in, height, width)
     folder = os.path.dirname(os.path.abspath(file_name))
     os.makedirs(folder, exist_ok=True)
@@ -77,10 +78,11 @@ def export_graphs(net, file_name, file_format='MINDIR', height=None, width=None)
             os.remove(path)  # MindSpore writes read-only files; never report a stale one
         cell.set_train(False)
         try:
-            if file_format == 'ONNX':  # static shapes only; named inputs
-                ms.onnx.export(cell, *inputs, file_name=target, input_names=names)
-            else:
-                ms.export(cell, *inputs, file_name=target, file_format=file_format)
+            with mindspore_conv():  # portable graphs: no custom CPU kernels inside
+                if file_format == 'ONNX':  # static shapes only; named inputs
+                    ms.onnx.export(cell, *inputs, file_name=target, input_names=names)
+                else:
+                    ms.export(cell, *inputs, file_name=target, file_format=file_format)
         except (RuntimeError, ValueError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise IRNError(f'{target}: {file_format} export failed: {first}') from None

@@ -46,6 +46,8 @@ def init_parallel(target):
             ms.set_device(target)  # msrun gives each worker its device
         ms.set_context(mode=ms.GRAPH_MODE)
         init()
+        from src.utils.device import select_conv
+        select_conv(target)
     except (RuntimeError, ValueError) as exc:
         raise IRNError(f'data-parallel init failed on {target}: {str(exc).splitlines()[0]}') from None
     rank_id, rank_size = get_rank(), get_group_size()

@@ -15,6 +15,7 @@ from mindspore import nn
 from src.data.bicubic import imresize
 from src.metrics import calculate_psnr, calculate_ssim, tensor_to_uint8
 from src.network import Quantization
+from src.network.fast_conv import mindspore_conv
 from src.utils.errors import IRNError
 
 __all__ = ['Downscaler', 'Upscaler', 'evaluate', 'summarize', 'sample_z', 'METRICS']
@@ -116,7 +117,8 @@ def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=F
         if h % scale or w % scale:
             raise IRNError(f'{name}: {h}x{w} is not mod-cropped to scale {scale}')
         hr_t = ms.Tensor(np.ascontiguousarray(hr.transpose(2, 0, 1)[None]), ms.float32)
-        lr_q, z = down(hr_t)
+        with mindspore_conv():
+            lr_q, z = down(hr_t)
         gt = tensor_to_uint8(hr.transpose(2, 0, 1))
         lr_img = tensor_to_uint8(lr_q.asnumpy()[0])
         lr_ref = tensor_to_uint8(imresize(hr.astype(np.float64), 1.0 / scale).transpose(2, 0, 1))
@@ -126,7 +128,8 @@ def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=F
         first_sr = None
         for d in range(draws):
             zd = ms.Tensor(sample_z(z.shape, z_mode, seed, index, d))
-            sr = tensor_to_uint8(up(lr_q, zd).asnumpy()[0])
+            with mindspore_conv():
+                sr = tensor_to_uint8(up(lr_q, zd).asnumpy()[0])
             if first_sr is None:
                 first_sr = sr
             per_draw.append(_pair_metrics(sr, gt, scale, 'hr'))

@@ -10,6 +10,7 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from src.network import InvRescaleNet
+from src.network.fast_conv import mindspore_conv
 from src.utils.checkpoint import load_weights, read_weights
 from src.utils.errors import IRNError
 from src.utils.tiling import tiled_apply
@@ -125,10 +126,13 @@ class Rescaler:
         return ms.Tensor(np.ascontiguousarray(np.asarray(img, np.float32).transpose(2, 0, 1)[None]))
 
     def _down_once(self, hr):
-        return self._down(self._chw(hr)).asnumpy()[0].transpose(1, 2, 0)
+        with mindspore_conv():  # dynamic shapes
+            out = self._down(self._chw(hr))
+        return out.asnumpy()[0].transpose(1, 2, 0)
 
     def _up_once(self, lr, z):
-        out = self._up(self._chw(lr), self._chw(z))
+        with mindspore_conv():
+            out = self._up(self._chw(lr), self._chw(z))
         return out.asnumpy()[0].transpose(1, 2, 0)
 
     def down(self, hr, tile=0, overlap=0):

@@ -30,6 +30,7 @@ from src.schedule import build_lr
 from src.train_log import CsvLog, ProgressBar, format_seconds, setup_train_logger
 from src.utils.checkpoint import (list_train_states, load_train_state, load_weights,
                                   prune_train_states, save_train_state, save_weights, state_path)
+from src.network.fast_conv import backend as conv_backend
 from src.utils.errors import IRNError
 
 __all__ = ['Trainer', 'experiment_dir']
@@ -209,10 +210,11 @@ class Trainer:
             if self.is_main else _NoCsv()
         nparams = sum(p.size for p in self.net.trainable_params())
         self.log.info('IRN x%d %s, %d parameters | %d device(s), batch %d (%d per device), '
-                      'GT %d | iterations %d..%d | amp %s | output %s', self.opt['scale'],
-                      self.net.block_num, nparams, self.rank_size, self.global_batch,
-                      self.global_batch // self.rank_size, self.opt['datasets']['train']['GT_size'],
-                      start_iter, self.niter, t['amp_level'], self.out_dir)
+                      'GT %d | iterations %d..%d | %s, amp %s, conv %s | output %s',
+                      self.opt['scale'], self.net.block_num, nparams, self.rank_size,
+                      self.global_batch, self.global_batch // self.rank_size,
+                      self.opt['datasets']['train']['GT_size'], start_iter, self.niter,
+                      t['memory_mode'], t['amp_level'], conv_backend(), self.out_dir)
         if self.iteration >= self.niter:
             self.log.info('nothing to do: already at iteration %d of %d', self.iteration, self.niter)
             return {'iteration': self.iteration, 'best': self.best, 'stopped': False}

@@ -11,8 +11,11 @@ sys.path.insert(0, ROOT)
 
 import mindspore as ms  # noqa: E402
 
+from src.utils.device import select_conv  # noqa: E402
+
 ms.set_device('CPU')
 ms.set_context(mode=ms.GRAPH_MODE)
+CONV = select_conv('CPU')  # the default CPU path: oneDNN direct convolutions if they build
 
 
 @pytest.fixture

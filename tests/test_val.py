@@ -97,8 +97,10 @@ def test_val_zero_z_golden_values_reports_and_images(sets, net, tmp_path, capsys
     for path, set_name, i in images:
         got = report['sets'][set_name]['images'][i]
         psnr, psnr_y, lr8 = _expected(net, path, i, 'zero', 1)
-        assert got['psnr_rgb'] == pytest.approx(psnr, abs=1e-6)
-        assert got['psnr_y'] == pytest.approx(psnr_y, abs=1e-6)
+        # val.py's dynamic-shape graphs use MindSpore's Conv2D, _expected the oneDNN kernels:
+        # float32 rounding differs by ~1e-5 dB; any protocol error moves PSNR by far more.
+        assert got['psnr_rgb'] == pytest.approx(psnr, abs=1e-4)
+        assert got['psnr_y'] == pytest.approx(psnr_y, abs=1e-4)
         name = got['name']
         saved = {k: cv2.imread(str(out / set_name / k / f'{name}.png'))
                  for k in ('SR', 'LR', 'LR_bicubic', 'GT')}
@@ -126,8 +128,8 @@ def test_val_sampled_z_is_mean_over_seeded_draws(sets, net, tmp_path, capsys):
                                   'seed': 3}
     got = report['sets']['Tiny']['images'][1]
     psnr, psnr_y, _ = _expected(net, os.path.join(tiny, 'noise.png'), 1, 'sample', 2, seed=3)
-    assert got['psnr_rgb'] == pytest.approx(psnr, abs=1e-6)
-    assert got['psnr_y'] == pytest.approx(psnr_y, abs=1e-6)
+    assert got['psnr_rgb'] == pytest.approx(psnr, abs=1e-4)
+    assert got['psnr_y'] == pytest.approx(psnr_y, abs=1e-4)
 
 
 def test_val_errors(sets, tmp_path):

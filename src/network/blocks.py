@@ -5,6 +5,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
 
+from src.network.fast_conv import conv3x3
+
 GROWTH = 32  # DenseBlock growth channels (gc) in the paper
 
 
@@ -50,10 +52,6 @@ def _xavier_normal(shape, scale, rng):
     return (rng.standard_normal(shape) * std * scale).astype(np.float32)
 
 
-def _conv3x3(x, weight, bias):
-    return ops.conv2d(x, weight, bias, pad_mode='pad', padding=1)
-
-
 def dense_block(x, w, half=False):
     """DenseBlock as a function of its input and weights ``(w1, b1, ..., w5, b5)``.
 
@@ -62,11 +60,11 @@ def dense_block(x, w, half=False):
     if half:
         x = x.astype(ms.float16)
         w = tuple([t.astype(ms.float16) for t in w])
-    x1 = ops.leaky_relu(_conv3x3(x, w[0], w[1]), 0.2)
-    x2 = ops.leaky_relu(_conv3x3(ops.cat((x, x1), 1), w[2], w[3]), 0.2)
-    x3 = ops.leaky_relu(_conv3x3(ops.cat((x, x1, x2), 1), w[4], w[5]), 0.2)
-    x4 = ops.leaky_relu(_conv3x3(ops.cat((x, x1, x2, x3), 1), w[6], w[7]), 0.2)
-    out = _conv3x3(ops.cat((x, x1, x2, x3, x4), 1), w[8], w[9])
+    x1 = ops.leaky_relu(conv3x3(x, w[0], w[1]), 0.2)
+    x2 = ops.leaky_relu(conv3x3(ops.cat((x, x1), 1), w[2], w[3]), 0.2)
+    x3 = ops.leaky_relu(conv3x3(ops.cat((x, x1, x2), 1), w[4], w[5]), 0.2)
+    x4 = ops.leaky_relu(conv3x3(ops.cat((x, x1, x2, x3), 1), w[6], w[7]), 0.2)
+    out = conv3x3(ops.cat((x, x1, x2, x3, x4), 1), w[8], w[9])
     return out.astype(ms.float32) if half else out
 
 

@@ -6,8 +6,11 @@ import mindspore as ms
 from src.utils.errors import IRNError
 
 
-def setup_device(target='CPU', graph=True, device_id=None):
-    """Select the backend and graph / PyNative mode; GPU and Ascend take ``DEVICE_ID`` by default."""
+def setup_device(target='CPU', graph=True, device_id=None, fast_conv=True):
+    """Select the backend and graph / PyNative mode; GPU and Ascend take ``DEVICE_ID`` by default.
+
+    ``fast_conv``: on CPU, use the oneDNN direct-convolution kernels (:mod:`src.network.fast_conv`).
+    """
     if target not in ('CPU', 'GPU', 'Ascend'):
         raise IRNError(f'device_target must be CPU, GPU or Ascend, got {target!r}')
     if device_id is None:
@@ -20,4 +23,14 @@ def setup_device(target='CPU', graph=True, device_id=None):
     except (RuntimeError, ValueError) as exc:
         raise IRNError(f'cannot use device {target}: {str(exc).splitlines()[0]}') from None
     ms.set_context(mode=ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE)
+    select_conv(target, fast_conv)
     return target
+
+
+def select_conv(target, fast_conv=True):
+    """Choose the convolution backend (see :mod:`src.network.fast_conv`); returns its name."""
+    from src.network import fast_conv as fc
+    if not fast_conv:
+        fc.use_mindspore()
+        return 'mindspore'
+    return fc.select(target)
