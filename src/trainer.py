@@ -259,7 +259,12 @@ class Trainer:
                     self._log_window(window, started, start_iter)
                     window = _new_window()
                 if self.iteration % t['val_freq'] == 0 or self.iteration == self.niter:
-                    self.validate()
+                    try:
+                        self.validate()
+                    except BaseException:
+                        if not streak:  # a failed validation must not cost the training done
+                            self.save_state()
+                        raise
                 if self.iteration % lg['save_checkpoint_freq'] == 0 or self.iteration == self.niter:
                     if streak:
                         self.log.warning('iter %d: checkpoint not written during a run of '

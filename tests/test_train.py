@@ -207,3 +207,18 @@ def test_stop_request_saves_a_resumable_state(tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, 'fetch', original)
     resumed = Trainer(tiny_opt(tmp_path, 'train.niter=6', 'name=run'), resume=True)
     assert resumed.iteration == 4
+
+
+def test_failed_validation_leaves_a_resumable_state(tmp_path, monkeypatch):
+    """An error while validating re-raises, but the step it followed is saved first."""
+    from src.trainer import Trainer
+
+    def broken(self):
+        raise RuntimeError('validation broke')
+
+    monkeypatch.setattr(Trainer, 'validate', broken)
+    with pytest.raises(RuntimeError, match='validation broke'):
+        Trainer(tiny_opt(tmp_path, 'train.niter=50', 'train.val_freq=3',
+                         'logger.save_checkpoint_freq=10', 'name=run')).run()
+    states = list_train_states(str(tmp_path / 'run' / 'checkpoints'))
+    assert [os.path.basename(p) for p in states] == ['state_00000003.ckpt']
