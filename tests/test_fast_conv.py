@@ -16,32 +16,44 @@ def test_cpu_default_is_the_onednn_kernel():
     assert CONV == 'dnnl'
 
 
-def _grads(conv, x, w, b, g, graph):
-    def loss(x, w, b):
-        return (conv(x, w, b) * g).sum()
-    fn = ms.value_and_grad(loss, grad_position=(0, 1, 2))
+def _grads(fn, args, g, graph):
+    def loss(*a):
+        return (fn(*a) * g).sum()
+    grad = ms.value_and_grad(loss, grad_position=tuple(range(len(args))))
     if graph:
-        fn = ms.jit(fn)
-    value, grads = fn(x, w, b)
+        grad = ms.jit(grad)
+    value, grads = grad(*args)
     return [value.asnumpy()] + [t.asnumpy() for t in grads]
 
 
-def _reference(x, w, b):
-    return ops.conv2d(x, w, b, pad_mode='pad', padding=1)
+def _reference(pieces, w, b, lrelu):
+    y = ops.conv2d(ops.cat(pieces, 1), w, b, pad_mode='pad', padding=1)
+    return ops.leaky_relu(y, 0.2) if lrelu else y
 
 
-@pytest.mark.parametrize('shape', [(2, 9, 12, 20, 32), (1, 3, 7, 5, 9), (3, 45, 6, 6, 3)])
+# (batch, channels of each piece, height, width, out channels): the DenseBlock's shapes, small
+@pytest.mark.parametrize('shape', [(2, (9,), 12, 20, 32), (1, (3, 4), 7, 5, 9),
+                                   (3, (45, 32, 32, 32, 32), 6, 6, 3)])
+@pytest.mark.parametrize('lrelu', [True, False])
 @pytest.mark.parametrize('graph', [True, False])
-def test_forward_and_gradients_match_mindspore_conv(shape, graph):
-    n, ci, h, wd, co = shape
-    rng = np.random.default_rng(sum(shape))
-    x, w, b, g = (ms.Tensor(rng.standard_normal(s).astype(np.float32))
-                  for s in ((n, ci, h, wd), (co, ci, 3, 3), (co,), (n, co, h, wd)))
-    np.testing.assert_allclose(fast_conv.conv3x3(x, w, b).asnumpy(), _reference(x, w, b).asnumpy(),
-                               rtol=1e-5, atol=1e-4)
-    ours = _grads(fast_conv.conv3x3, x, w, b, g, graph)
-    ref = _grads(_reference, x, w, b, g, graph)
-    for a, r in zip(ours, ref):
+def test_forward_and_gradients_match_mindspore_conv(shape, lrelu, graph):
+    n, chans, h, wd, co = shape
+    rng = np.random.default_rng(sum(chans) + co)
+    pieces = tuple(ms.Tensor(rng.standard_normal((n, c, h, wd)).astype(np.float32)) for c in chans)
+    w, b, g = (ms.Tensor(rng.standard_normal(s).astype(np.float32))
+               for s in ((co, sum(chans), 3, 3), (co,), (n, co, h, wd)))
+    k = len(pieces)
+
+    def ours(*a):
+        return fast_conv.dense_conv(a[:k], a[k], a[k + 1], lrelu)
+
+    def ref(*a):
+        return _reference(a[:k], a[k], a[k + 1], lrelu)
+    args = pieces + (w, b)
+    np.testing.assert_allclose(ours(*args).asnumpy(), ref(*args).asnumpy(), rtol=1e-5, atol=1e-4)
+    got, want = _grads(ours, args, g, graph), _grads(ref, args, g, graph)
+    assert len(got) == k + 3
+    for a, r in zip(got, want):
         np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-4 * max(1.0, np.abs(r).max()))
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
 
-from src.network.fast_conv import conv3x3
+from src.network.fast_conv import dense_conv
 
 GROWTH = 32  # DenseBlock growth channels (gc) in the paper
 
@@ -60,11 +60,11 @@ def dense_block(x, w, half=False):
     if half:
         x = x.astype(ms.float16)
         w = tuple([t.astype(ms.float16) for t in w])
-    x1 = ops.leaky_relu(conv3x3(x, w[0], w[1]), 0.2)
-    x2 = ops.leaky_relu(conv3x3(ops.cat((x, x1), 1), w[2], w[3]), 0.2)
-    x3 = ops.leaky_relu(conv3x3(ops.cat((x, x1, x2), 1), w[4], w[5]), 0.2)
-    x4 = ops.leaky_relu(conv3x3(ops.cat((x, x1, x2, x3), 1), w[6], w[7]), 0.2)
-    out = conv3x3(ops.cat((x, x1, x2, x3, x4), 1), w[8], w[9])
+    x1 = dense_conv((x,), w[0], w[1], True)
+    x2 = dense_conv((x, x1), w[2], w[3], True)
+    x3 = dense_conv((x, x1, x2), w[4], w[5], True)
+    x4 = dense_conv((x, x1, x2, x3), w[6], w[7], True)
+    out = dense_conv((x, x1, x2, x3, x4), w[8], w[9], False)
     return out.astype(ms.float32) if half else out
 
 

@@ -1,8 +1,12 @@
-// 3x3 stride-1 pad-1 float32 convolution (forward and backward) for MindSpore's CPU backend,
+// The DenseBlock's convolution step, act(conv3x3(cat(x_1..x_k), w) + b) with act = LeakyReLU(0.2)
+// or none (3x3, stride 1, pad 1, float32), forward and backward, for MindSpore's CPU backend,
 // through the oneDNN library that MindSpore itself ships (libdnnl.so.3, threadpool runtime).
 // MindSpore's own Conv2D runs oneDNN on plain NCHW, which selects an im2col GEMM; here the
 // tensors are reordered to the blocked layouts oneDNN's direct JIT kernels want (2-3x faster).
+// Taking the concatenation's pieces and fusing the activation also saves MindSpore's Concat,
+// its gradient's slices and the LeakyReLU kernels, which cost as much as the convolutions.
 // Entry points follow MindSpore's Custom "aot" calling convention.
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -23,6 +27,8 @@
 #include "oneapi/dnnl/dnnl_threadpool.hpp"
 
 namespace {
+
+constexpr float kSlope = 0.2f;  // LeakyReLU negative slope of the DenseBlock
 
 using dnnl::memory;
 using tag = memory::format_tag;
@@ -133,7 +139,7 @@ struct Context {
   dnnl::stream stream = dnnl::threadpool_interop::make_stream(engine, &pool);
   std::mutex mutex;
   std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>, std::unique_ptr<Primitives>> cache;
-  Buffer src, weights, dst, extra, scratch;
+  Buffer src, weights, dst, scratch, concat, dsrc, ddst;
 };
 
 Context &Ctx() {
@@ -141,8 +147,8 @@ Context &Ctx() {
   return *ctx;
 }
 
-Primitives &Get(Context &c, int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co) {
-  auto key = std::make_tuple(n, ci, h, w, co);
+Primitives &Get(Context &c, int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, bool lrelu) {
+  auto key = std::make_tuple(n, ci, h, w, co * 2 + (lrelu ? 1 : 0));
   auto it = c.cache.find(key);
   if (it != c.cache.end()) return *it->second;
   memory::dims src{n, ci, h, w}, wei{co, ci, 3, 3}, bias{co}, dst{n, co, h, w};
@@ -151,12 +157,18 @@ Primitives &Get(Context &c, int64_t n, int64_t ci, int64_t h, int64_t w, int64_t
   memory::desc wei_any(wei, memory::data_type::f32, tag::any);
   memory::desc dst_any(dst, memory::data_type::f32, tag::any);
   memory::desc bias_md(bias, memory::data_type::f32, tag::x);
-  dnnl::primitive_attr attr;
+  dnnl::primitive_attr attr, fwd_attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  fwd_attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (lrelu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(dnnl::algorithm::eltwise_relu, kSlope, 0.f);  // relu with alpha = leaky
+    fwd_attr.set_post_ops(ops);
+  }
   auto p = std::make_unique<Primitives>();
   p->fwd = dnnl::convolution_forward::primitive_desc(
       c.engine, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_any,
-      wei_any, bias_md, dst_any, stride, pad, pad, attr);
+      wei_any, bias_md, dst_any, stride, pad, pad, fwd_attr);
   p->bwd_data = dnnl::convolution_backward_data::primitive_desc(
       c.engine, dnnl::algorithm::convolution_direct, src_any, wei_any, dst_any, stride, pad, pad,
       p->fwd, attr);
@@ -185,24 +197,6 @@ memory Plain(Context &c, const memory::dims &d, tag t, void *ptr) {
   return memory(memory::desc(d, memory::data_type::f32, t), c.engine, ptr);
 }
 
-bool CheckArgs(int nparam, int expected, int *ndims, const char **dtypes, const char *name) {
-  if (nparam != expected) {
-    std::fprintf(stderr, "%s: expected %d tensors, got %d\n", name, expected, nparam);
-    return false;
-  }
-  for (int i = 0; i < nparam; ++i) {
-    if (std::strcmp(dtypes[i], "float32") != 0 && std::strcmp(dtypes[i], "float") != 0) {
-      std::fprintf(stderr, "%s: tensor %d is %s, only float32 is supported\n", name, i, dtypes[i]);
-      return false;
-    }
-  }
-  if (ndims[0] != 4 || ndims[1] != 4) {
-    std::fprintf(stderr, "%s: expected 4-D tensors\n", name);
-    return false;
-  }
-  return true;
-}
-
 bool CheckConv(int64_t ci, int64_t co, const int64_t *w, const char *name) {
   if (w[0] != co || w[1] != ci || w[2] != 3 || w[3] != 3) {
     std::fprintf(stderr, "%s: weights (%lld,%lld,%lld,%lld) do not fit a 3x3 conv %lld -> %lld\n", name,
@@ -224,22 +218,67 @@ int Guard(const char *name, F body) {
   }
 }
 
-}  // namespace
+// Channel concatenation of `k` NCHW pieces (params[first..first+k)) into one NCHW buffer;
+// a single piece is used in place. Returns the pointer and sets the total channel count.
+float *Concat(Context &c, void **params, int64_t **shapes, int first, int k, int64_t *channels) {
+  int64_t n = shapes[first][0], hw = shapes[first][2] * shapes[first][3], total = 0;
+  for (int i = 0; i < k; ++i) total += shapes[first + i][1];
+  *channels = total;
+  if (k == 1) return static_cast<float *>(params[first]);
+  float *out = c.concat.Get(sizeof(float) * n * total * hw);
+  c.pool.parallel_for(static_cast<int>(n), [&](int b, int) {
+    int64_t offset = 0;
+    for (int i = 0; i < k; ++i) {
+      int64_t ch = shapes[first + i][1];
+      std::memcpy(out + (b * total + offset) * hw,
+                  static_cast<float *>(params[first + i]) + b * ch * hw, sizeof(float) * ch * hw);
+      offset += ch;
+    }
+  });
+  return out;
+}
 
-// y = conv3x3(x, w) + b.  params: x (N,C,H,W), w (O,C,3,3), b (O), y (N,O,H,W).
-extern "C" int IrnConv3x3Forward(int nparam, void **params, int *ndims, int64_t **shapes,
-                                 const char **dtypes, void *, void *) {
-  if (!CheckArgs(nparam, 4, ndims, dtypes, "IrnConv3x3Forward")) return 1;
-  return Guard("IrnConv3x3Forward", [&] {
+// Inverse of Concat: split an NCHW gradient into the pieces' gradients params[first..first+k).
+void Split(Context &c, const float *in, void **params, int64_t **shapes, int first, int k,
+           int64_t total) {
+  int64_t n = shapes[first][0], hw = shapes[first][2] * shapes[first][3];
+  c.pool.parallel_for(static_cast<int>(n), [&](int b, int) {
+    int64_t offset = 0;
+    for (int i = 0; i < k; ++i) {
+      int64_t ch = shapes[first + i][1];
+      std::memcpy(static_cast<float *>(params[first + i]) + b * ch * hw,
+                  in + (b * total + offset) * hw, sizeof(float) * ch * hw);
+      offset += ch;
+    }
+  });
+}
+
+bool CheckFloat(int nparam, const char **dtypes, int *ndims, const char *name) {
+  for (int i = 0; i < nparam; ++i) {
+    if (std::strcmp(dtypes[i], "float32") != 0 && std::strcmp(dtypes[i], "float") != 0) {
+      std::fprintf(stderr, "%s: tensor %d is %s, only float32 is supported\n", name, i, dtypes[i]);
+      return false;
+    }
+  }
+  return true;
+}
+
+// y = act(conv3x3(cat(x_1..x_k), w) + b), act = LeakyReLU(0.2) or identity.
+// params: x_1..x_k (N,C_i,H,W), w (O,sum C_i,3,3), b (O), y (N,O,H,W).
+int Forward(int nparam, void **params, int64_t **shapes, bool lrelu, const char *name) {
+  int k = nparam - 3;
+  return Guard(name, [&] {
+    if (k < 1) throw std::runtime_error("no input");
     Context &c = Ctx();
     std::lock_guard<std::mutex> lock(c.mutex);
-    int64_t n = shapes[0][0], ci = shapes[0][1], h = shapes[0][2], w = shapes[0][3], co = shapes[1][0];
-    if (!CheckConv(ci, co, shapes[1], "IrnConv3x3Forward")) throw std::runtime_error("bad weights");
-    Primitives &p = Get(c, n, ci, h, w, co);
-    memory x = Plain(c, {n, ci, h, w}, tag::nchw, params[0]);
-    memory wt = Plain(c, {co, ci, 3, 3}, tag::oihw, params[1]);
-    memory b = Plain(c, {co}, tag::x, params[2]);
-    memory y = Plain(c, {n, co, h, w}, tag::nchw, params[3]);
+    int64_t n = shapes[0][0], h = shapes[0][2], w = shapes[0][3], co = shapes[k][0], ci = 0;
+    float *x_ptr = Concat(c, params, shapes, 0, k, &ci);
+    if (!CheckConv(ci, co, shapes[k], name)) throw std::runtime_error("bad weights");
+    Primitives &p = Get(c, n, ci, h, w, co, lrelu);
+    memory x = Plain(c, {n, ci, h, w}, tag::nchw, x_ptr);
+    memory wt = Plain(c, {co, ci, 3, 3}, tag::oihw, params[k]);
+    memory b = Plain(c, {co}, tag::x, params[k + 1]);
+    memory y = Plain(c, {n, co, h, w}, tag::nchw, params[k + 2]);
     memory xi = View(c, x, p.fwd.src_desc(), c.src, true);
     memory wi = View(c, wt, p.fwd.weights_desc(), c.weights, true);
     memory yi = View(c, y, p.fwd.dst_desc(), c.dst, false);
@@ -251,23 +290,40 @@ extern "C" int IrnConv3x3Forward(int nparam, void **params, int *ndims, int64_t 
   });
 }
 
-// Gradients of the forward.  params: dy (N,O,H,W), x (N,C,H,W), w (O,C,3,3),
-// dx (N,C,H,W), dw (O,C,3,3), db (O).
-extern "C" int IrnConv3x3Backward(int nparam, void **params, int *ndims, int64_t **shapes,
-                                  const char **dtypes, void *, void *) {
-  if (!CheckArgs(nparam, 6, ndims, dtypes, "IrnConv3x3Backward")) return 1;
-  return Guard("IrnConv3x3Backward", [&] {
+// Gradients of Forward. params: dy (N,O,H,W), [y (N,O,H,W) if lrelu], x_1..x_k, w,
+// then dx_1..dx_k, dw, db.
+int Backward(int nparam, void **params, int64_t **shapes, bool lrelu, const char *name) {
+  int lead = lrelu ? 2 : 1;
+  int k = (nparam - lead - 3) / 2;
+  return Guard(name, [&] {
+    if (k < 1 || nparam != lead + 2 * k + 3) throw std::runtime_error("bad argument count");
     Context &c = Ctx();
     std::lock_guard<std::mutex> lock(c.mutex);
-    int64_t n = shapes[1][0], ci = shapes[1][1], h = shapes[1][2], w = shapes[1][3], co = shapes[0][1];
-    if (!CheckConv(ci, co, shapes[2], "IrnConv3x3Backward")) throw std::runtime_error("bad weights");
-    Primitives &p = Get(c, n, ci, h, w, co);
-    memory dy = Plain(c, {n, co, h, w}, tag::nchw, params[0]);
-    memory x = Plain(c, {n, ci, h, w}, tag::nchw, params[1]);
-    memory wt = Plain(c, {co, ci, 3, 3}, tag::oihw, params[2]);
-    memory dx = Plain(c, {n, ci, h, w}, tag::nchw, params[3]);
-    memory dw = Plain(c, {co, ci, 3, 3}, tag::oihw, params[4]);
-    memory db = Plain(c, {co}, tag::x, params[5]);
+    int first = lead, wi_index = lead + k;
+    int64_t n = shapes[first][0], h = shapes[first][2], w = shapes[first][3];
+    int64_t co = shapes[0][1], ci = 0;
+    float *x_ptr = Concat(c, params, shapes, first, k, &ci);
+    if (!CheckConv(ci, co, shapes[wi_index], name)) throw std::runtime_error("bad weights");
+    Primitives &p = Get(c, n, ci, h, w, co, lrelu);
+    void *dy_ptr = params[0];
+    if (lrelu) {  // gradient before the activation: the sign of y is the sign of its input
+      int64_t size = n * co * h * w, chunk = 1 << 16;
+      float *g = c.ddst.Get(sizeof(float) * size);
+      const float *dy = static_cast<const float *>(params[0]), *y = static_cast<const float *>(params[1]);
+      c.pool.parallel_for(static_cast<int>((size + chunk - 1) / chunk), [&](int i, int) {
+        for (int64_t j = i * chunk, e = std::min(size, j + chunk); j < e; ++j)
+          g[j] = y[j] > 0.f ? dy[j] : dy[j] * kSlope;
+      });
+      dy_ptr = g;
+    }
+    int out = lead + k + 1;  // dx_1..dx_k, dw, db
+    memory dy = Plain(c, {n, co, h, w}, tag::nchw, dy_ptr);
+    memory x = Plain(c, {n, ci, h, w}, tag::nchw, x_ptr);
+    memory wt = Plain(c, {co, ci, 3, 3}, tag::oihw, params[wi_index]);
+    float *dx_ptr = k == 1 ? static_cast<float *>(params[out]) : c.dsrc.Get(sizeof(float) * n * ci * h * w);
+    memory dx = Plain(c, {n, ci, h, w}, tag::nchw, dx_ptr);
+    memory dw = Plain(c, {co, ci, 3, 3}, tag::oihw, params[out + k]);
+    memory db = Plain(c, {co}, tag::x, params[out + k + 1]);
     // diff_dst is shared by both primitives when they agree on its layout (the usual case).
     memory dyi = View(c, dy, p.bwd_weights.diff_dst_desc(), c.dst, true);
     memory xi = View(c, x, p.bwd_weights.src_desc(), c.src, true);
@@ -288,5 +344,32 @@ extern "C" int IrnConv3x3Backward(int nparam, void **params, int *ndims, int64_t
                                        {DNNL_ARG_DIFF_SRC, dxi}, {DNNL_ARG_SCRATCHPAD, sp2}});
     CopyOut(c, dxi, dx);
     c.stream.wait();
+    if (k > 1) Split(c, dx_ptr, params, shapes, out, k, ci);
   });
 }
+
+}  // namespace
+
+#define IRN_ENTRY(NAME, FN, LRELU)                                                            \
+  extern "C" int NAME(int nparam, void **params, int *ndims, int64_t **shapes,                \
+                      const char **dtypes, void *, void *) {                                  \
+    for (int i = 0; i < nparam; ++i)                                                          \
+      if (ndims[i] != 4 && ndims[i] != 1) {                                                   \
+        std::fprintf(stderr, #NAME ": tensor %d has %d dimensions\n", i, ndims[i]);           \
+        return 1;                                                                             \
+      }                                                                                       \
+    if (!CheckFloat(nparam, dtypes, ndims, #NAME)) return 1;                                  \
+    return FN(nparam, params, shapes, LRELU, #NAME);                                          \
+  }
+
+// One symbol per number of pieces (1-5): MindSpore keys a Custom op's signature by its symbol.
+#define IRN_ENTRIES(K)                               \
+  IRN_ENTRY(IrnConvForward##K, Forward, false)       \
+  IRN_ENTRY(IrnConvLreluForward##K, Forward, true)   \
+  IRN_ENTRY(IrnConvBackward##K, Backward, false)     \
+  IRN_ENTRY(IrnConvLreluBackward##K, Backward, true)
+IRN_ENTRIES(1)
+IRN_ENTRIES(2)
+IRN_ENTRIES(3)
+IRN_ENTRIES(4)
+IRN_ENTRIES(5)

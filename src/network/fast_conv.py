@@ -81,20 +81,67 @@ def build():
     return target
 
 
-def _make_conv(so):
-    backward = ops.Custom(
-        so + ':IrnConv3x3Backward', func_type='aot',
-        out_shape=lambda dy, x, w: (x, w, [w[0]]),
-        out_dtype=lambda dy, x, w: (x, x, x))
+def _bprop(backward, k, lrelu):
+    """The bprop of the forward op with ``k`` pieces (graph mode wants explicit parameters)."""
+    def grads(pieces, w, out, dout):
+        if lrelu:
+            return backward(dout, out, *pieces, w)
+        return backward(dout, *pieces, w)
 
-    def bprop(x, w, b, out, dout):
-        return backward(dout, x, w)
+    def bprop1(x1, w, b, out, dout):
+        return grads((x1,), w, out, dout)
 
-    forward = ops.Custom(
-        so + ':IrnConv3x3Forward', func_type='aot',
-        out_shape=lambda x, w, b: [x[0], w[0], x[2], x[3]],
-        out_dtype=lambda x, w, b: x, bprop=bprop)
-    return forward
+    def bprop2(x1, x2, w, b, out, dout):
+        return grads((x1, x2), w, out, dout)
+
+    def bprop3(x1, x2, x3, w, b, out, dout):
+        return grads((x1, x2, x3), w, out, dout)
+
+    def bprop4(x1, x2, x3, x4, w, b, out, dout):
+        return grads((x1, x2, x3, x4), w, out, dout)
+
+    def bprop5(x1, x2, x3, x4, x5, w, b, out, dout):
+        return grads((x1, x2, x3, x4, x5), w, out, dout)
+    return (bprop1, bprop2, bprop3, bprop4, bprop5)[k - 1]
+
+
+# Shape / dtype functions of the ops (closures: MindSpore counts default arguments as inputs).
+def _forward_shape(k):
+    def shape(*s):
+        return [s[0][0], s[k][0], s[0][2], s[0][3]]  # pieces..., w, b
+    return shape
+
+
+def _backward_shape(k, lead):
+    def shape(*s):
+        return tuple(s[lead:lead + k]) + (s[lead + k], [s[lead + k][0]])  # dx_i..., dw, db
+    return shape
+
+
+def _same_dtype(count):
+    def dtype(*d):
+        return d[0] if count == 1 else (d[0],) * count
+    return dtype
+
+
+def _make_ops(so):
+    """All Custom ops of the library: ``ops[lrelu][k - 1]`` takes ``k`` pieces (1-5).
+
+    Created up front: a Custom primitive cannot be instantiated inside a graph.
+    """
+    table = []
+    for lrelu in (False, True):
+        name = 'IrnConvLrelu' if lrelu else 'IrnConv'
+        lead = 2 if lrelu else 1  # dy [, y]
+        row = []
+        for k in range(1, 6):
+            backward = ops.Custom(f'{so}:{name}Backward{k}', func_type='aot',
+                                  out_shape=_backward_shape(k, lead), out_dtype=_same_dtype(k + 2))
+            row.append(ops.Custom(f'{so}:{name}Forward{k}', func_type='aot',
+                                  out_shape=_forward_shape(k), out_dtype=_same_dtype(1),
+                                  bprop=_bprop(backward, k, lrelu)))
+        table.append(tuple(row))
+    return tuple(table)
 
 
 def select(device_target):
@@ -108,7 +155,7 @@ def select(device_target):
     if device_target != 'CPU':
         raise IRNError('IRN_CONV=dnnl needs --device_target CPU, got %s' % device_target)
     try:
-        _state.update(backend='dnnl', conv=_make_conv(build()))
+        _state.update(backend='dnnl', conv=_make_ops(build()))
     except IRNError as err:
         if want == 'dnnl':
             raise
@@ -142,8 +189,13 @@ def mindspore_conv():
         _state.update(saved)
 
 
-def conv3x3(x, weight, bias):
-    """3x3 convolution, stride 1, zero padding 1, with bias."""
-    if _state['conv'] is not None and x.dtype == ms.float32:
-        return _state['conv'](x, weight, bias)
-    return ops.conv2d(x, weight, bias, pad_mode='pad', padding=1)
+def dense_conv(pieces, weight, bias, lrelu):
+    """``act(conv3x3(cat(pieces, channels), weight) + bias)``, act = LeakyReLU(0.2) if ``lrelu``.
+
+    3x3 convolution, stride 1, zero padding 1; ``pieces`` is a tuple of NCHW tensors.
+    """
+    if _state['conv'] is not None and pieces[0].dtype == ms.float32:
+        return _state['conv'][1 if lrelu else 0][len(pieces) - 1](*pieces, weight, bias)
+    x = pieces[0] if len(pieces) == 1 else ops.cat(pieces, 1)
+    y = ops.conv2d(x, weight, bias, pad_mode='pad', padding=1)
+    return ops.leaky_relu(y, 0.2) if lrelu else y
