@@ -58,7 +58,7 @@ def run_one(args):
     print(json.dumps({
         'scale': s, 'batch': b, 'patch': p, 'mode': args.mode,
         'micro_batch': args.micro_batch or b, 'conv': backend(), 'first_step_s': round(times[0], 1),
-        'step_s': round(float(np.median(times[1:])), 2), 'forward_s': round(forward, 2),
+        'step_s': round(float(np.median(times[1:])), 2) if len(times) > 1 else None, 'forward_s': round(forward, 2),
         'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)}),
         flush=True)
 

@@ -110,7 +110,7 @@ CHOICES = {
     'train.lr_scheme': ('MultiStepLR', 'CosineAnnealingLR_Restart'),
     'train.pixel_criterion_forw': ('l2',),
     'train.pixel_criterion_back': ('l1',),
-    'train.memory_mode': ('plain', 'recompute', 'invertible'),
+    'train.memory_mode': ('auto', 'plain', 'recompute', 'invertible'),
     'train.amp_level': ('O0', 'O1'),
     'val.z_mode': ('sample', 'zero'),
 }

@@ -81,6 +81,15 @@ class TrainStep(nn.Cell):
         return loss, l_fit, l_ce, l_rec, norm, ok
 
 
+def resolve_memory_mode(mode):
+    """``auto`` -> ``plain`` with the fast CPU convolution (measured fastest there, and small),
+    else ``recompute`` (MindSpore's own Conv2D/Concat keep large buffers per graph)."""
+    if mode != 'auto':
+        return mode
+    from src.network.fast_conv import backend
+    return 'plain' if backend() == 'dnnl' else 'recompute'
+
+
 def build_train_step(net_with_loss, optimizer, opt, grad_reducer=None):
     """The train step the config asks for (``train.memory_mode``, ``train.micro_batch``).
 
@@ -89,7 +98,7 @@ def build_train_step(net_with_loss, optimizer, opt, grad_reducer=None):
     only in memory and time (see src/backprop.py).
     """
     from src.backprop import AccumulatingStep, BlockwiseGrad, PlainGrad
-    mode = opt['train']['memory_mode']
+    mode = resolve_memory_mode(opt['train']['memory_mode'])
     micro = opt['train']['micro_batch']  # None: the (per-device) batch at once
     if mode == 'plain' and micro is None:
         return TrainStep(net_with_loss, optimizer, grad_reducer)

@@ -25,7 +25,7 @@ from src.data.sources import ValidationSource
 from src.evaluate import evaluate, summarize
 from src.loss import build_net_with_loss
 from src.network import build_network
-from src.optim import build_optimizer, build_train_step
+from src.optim import build_optimizer, build_train_step, resolve_memory_mode
 from src.schedule import build_lr
 from src.train_log import CsvLog, ProgressBar, format_seconds, setup_train_logger
 from src.utils.checkpoint import (list_train_states, load_train_state, load_weights,
@@ -214,7 +214,8 @@ class Trainer:
                       self.opt['scale'], self.net.block_num, nparams, self.rank_size,
                       self.global_batch, self.global_batch // self.rank_size,
                       self.opt['datasets']['train']['GT_size'], start_iter, self.niter,
-                      t['memory_mode'], t['amp_level'], conv_backend(), self.out_dir)
+                      resolve_memory_mode(t['memory_mode']), t['amp_level'], conv_backend(),
+                      self.out_dir)
         if self.iteration >= self.niter:
             self.log.info('nothing to do: already at iteration %d of %d', self.iteration, self.niter)
             return {'iteration': self.iteration, 'best': self.best, 'stopped': False}

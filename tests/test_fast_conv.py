@@ -109,3 +109,11 @@ def test_fresh_build_into_an_empty_cache(monkeypatch, tmp_path):
     so = fast_conv.build()
     assert so.startswith(str(tmp_path)) and so.endswith('.so')
     assert fast_conv.build() == so  # cached
+
+
+def test_auto_memory_mode_follows_the_conv_backend():
+    from src.optim import resolve_memory_mode
+    assert resolve_memory_mode('auto') == 'plain'
+    with fast_conv.mindspore_conv():
+        assert resolve_memory_mode('auto') == 'recompute'
+    assert resolve_memory_mode('invertible') == 'invertible'

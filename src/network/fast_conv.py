@@ -82,26 +82,38 @@ def build():
 
 
 def _bprop(backward, k, lrelu):
-    """The bprop of the forward op with ``k`` pieces (graph mode wants explicit parameters)."""
-    def grads(pieces, w, out, dout):
-        if lrelu:
-            return backward(dout, out, *pieces, w)
-        return backward(dout, *pieces, w)
+    """The bprop of the forward op with ``k`` pieces (graph mode wants explicit parameters;
+    no helper calls, to keep the call depth of big graphs such as x8 small)."""
+    if lrelu:  # the backward op also takes the output (its sign gives LeakyReLU's slope)
+        def bprop1(x1, w, b, out, dout):
+            return backward(dout, out, x1, w)
 
-    def bprop1(x1, w, b, out, dout):
-        return grads((x1,), w, out, dout)
+        def bprop2(x1, x2, w, b, out, dout):
+            return backward(dout, out, x1, x2, w)
 
-    def bprop2(x1, x2, w, b, out, dout):
-        return grads((x1, x2), w, out, dout)
+        def bprop3(x1, x2, x3, w, b, out, dout):
+            return backward(dout, out, x1, x2, x3, w)
 
-    def bprop3(x1, x2, x3, w, b, out, dout):
-        return grads((x1, x2, x3), w, out, dout)
+        def bprop4(x1, x2, x3, x4, w, b, out, dout):
+            return backward(dout, out, x1, x2, x3, x4, w)
 
-    def bprop4(x1, x2, x3, x4, w, b, out, dout):
-        return grads((x1, x2, x3, x4), w, out, dout)
+        def bprop5(x1, x2, x3, x4, x5, w, b, out, dout):
+            return backward(dout, out, x1, x2, x3, x4, x5, w)
+    else:
+        def bprop1(x1, w, b, out, dout):
+            return backward(dout, x1, w)
 
-    def bprop5(x1, x2, x3, x4, x5, w, b, out, dout):
-        return grads((x1, x2, x3, x4, x5), w, out, dout)
+        def bprop2(x1, x2, w, b, out, dout):
+            return backward(dout, x1, x2, w)
+
+        def bprop3(x1, x2, x3, w, b, out, dout):
+            return backward(dout, x1, x2, x3, w)
+
+        def bprop4(x1, x2, x3, x4, w, b, out, dout):
+            return backward(dout, x1, x2, x3, x4, w)
+
+        def bprop5(x1, x2, x3, x4, x5, w, b, out, dout):
+            return backward(dout, x1, x2, x3, x4, x5, w)
     return (bprop1, bprop2, bprop3, bprop4, bprop5)[k - 1]
 
 

@@ -6,6 +6,9 @@ import mindspore as ms
 from src.utils.errors import IRNError
 
 
+GRAPH_CALL_DEPTH = 4000
+
+
 def setup_device(target='CPU', graph=True, device_id=None, fast_conv=True):
     """Select the backend and graph / PyNative mode; GPU and Ascend take ``DEVICE_ID`` by default.
 
@@ -28,7 +31,12 @@ def setup_device(target='CPU', graph=True, device_id=None, fast_conv=True):
 
 
 def select_conv(target, fast_conv=True):
-    """Choose the convolution backend (see :mod:`src.network.fast_conv`); returns its name."""
+    """Choose the convolution backend (see :mod:`src.network.fast_conv`); returns its name.
+
+    Also raises MindSpore's graph call-depth limit: the x8 plain training graph (24 coupling
+    blocks, forward + upscaling + gradients) exceeds the default of 1000.
+    """
+    ms.set_recursion_limit(GRAPH_CALL_DEPTH)
     from src.network import fast_conv as fc
     if not fast_conv:
         fc.use_mindspore()
