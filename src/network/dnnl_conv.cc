@@ -138,7 +138,9 @@ struct Context {
   Pool pool{ThreadCount()};
   dnnl::stream stream = dnnl::threadpool_interop::make_stream(engine, &pool);
   std::mutex mutex;
-  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>, std::unique_ptr<Primitives>> cache;
+  // (n, ci, h, w, co, lrelu) -> primitives
+  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, bool>, std::unique_ptr<Primitives>>
+      cache;
   Buffer src, weights, dst, scratch, concat, dsrc, ddst;
 };
 
@@ -148,7 +150,7 @@ Context &Ctx() {
 }
 
 Primitives &Get(Context &c, int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, bool lrelu) {
-  auto key = std::make_tuple(n, ci, h, w, co * 2 + (lrelu ? 1 : 0));
+  auto key = std::make_tuple(n, ci, h, w, co, lrelu);
   auto it = c.cache.find(key);
   if (it != c.cache.end()) return *it->second;
   memory::dims src{n, ci, h, w}, wei{co, ci, 3, 3}, bias{co}, dst{n, co, h, w};
@@ -218,43 +220,41 @@ int Guard(const char *name, F body) {
   }
 }
 
-// Channel concatenation of `k` NCHW pieces (params[first..first+k)) into one NCHW buffer;
-// a single piece is used in place. Returns the pointer and sets the total channel count.
+// Copies between `k` NCHW pieces (params[first..first+k)) and their channel concatenation
+// `whole` (N, total, H, W): gather (pieces -> whole) for inputs, scatter for their gradients.
+void CopyPieces(Context &c, float *whole, void **params, int64_t **shapes, int first, int k,
+                int64_t total, bool gather) {
+  int64_t n = shapes[first][0], hw = shapes[first][2] * shapes[first][3];
+  c.pool.parallel_for(static_cast<int>(n), [&](int b, int) {
+    int64_t offset = 0;
+    for (int i = 0; i < k; ++i) {
+      int64_t ch = shapes[first + i][1];
+      float *joined = whole + (b * total + offset) * hw;
+      float *piece = static_cast<float *>(params[first + i]) + b * ch * hw;
+      std::memcpy(gather ? joined : piece, gather ? piece : joined, sizeof(float) * ch * hw);
+      offset += ch;
+    }
+  });
+}
+
+// The pieces' concatenation (a single piece is used in place); sets the total channel count.
 float *Concat(Context &c, void **params, int64_t **shapes, int first, int k, int64_t *channels) {
   int64_t n = shapes[first][0], hw = shapes[first][2] * shapes[first][3], total = 0;
   for (int i = 0; i < k; ++i) total += shapes[first + i][1];
   *channels = total;
   if (k == 1) return static_cast<float *>(params[first]);
   float *out = c.concat.Get(sizeof(float) * n * total * hw);
-  c.pool.parallel_for(static_cast<int>(n), [&](int b, int) {
-    int64_t offset = 0;
-    for (int i = 0; i < k; ++i) {
-      int64_t ch = shapes[first + i][1];
-      std::memcpy(out + (b * total + offset) * hw,
-                  static_cast<float *>(params[first + i]) + b * ch * hw, sizeof(float) * ch * hw);
-      offset += ch;
-    }
-  });
+  CopyPieces(c, out, params, shapes, first, k, total, true);
   return out;
 }
 
-// Inverse of Concat: split an NCHW gradient into the pieces' gradients params[first..first+k).
-void Split(Context &c, const float *in, void **params, int64_t **shapes, int first, int k,
-           int64_t total) {
-  int64_t n = shapes[first][0], hw = shapes[first][2] * shapes[first][3];
-  c.pool.parallel_for(static_cast<int>(n), [&](int b, int) {
-    int64_t offset = 0;
-    for (int i = 0; i < k; ++i) {
-      int64_t ch = shapes[first + i][1];
-      std::memcpy(static_cast<float *>(params[first + i]) + b * ch * hw,
-                  in + (b * total + offset) * hw, sizeof(float) * ch * hw);
-      offset += ch;
-    }
-  });
-}
-
-bool CheckFloat(int nparam, const char **dtypes, int *ndims, const char *name) {
+// Every tensor float32, 4-D (activations, weights) or 1-D (biases).
+bool CheckTensors(int nparam, int *ndims, const char **dtypes, const char *name) {
   for (int i = 0; i < nparam; ++i) {
+    if (ndims[i] != 4 && ndims[i] != 1) {
+      std::fprintf(stderr, "%s: tensor %d has %d dimensions\n", name, i, ndims[i]);
+      return false;
+    }
     if (std::strcmp(dtypes[i], "float32") != 0 && std::strcmp(dtypes[i], "float") != 0) {
       std::fprintf(stderr, "%s: tensor %d is %s, only float32 is supported\n", name, i, dtypes[i]);
       return false;
@@ -344,22 +344,17 @@ int Backward(int nparam, void **params, int64_t **shapes, bool lrelu, const char
                                        {DNNL_ARG_DIFF_SRC, dxi}, {DNNL_ARG_SCRATCHPAD, sp2}});
     CopyOut(c, dxi, dx);
     c.stream.wait();
-    if (k > 1) Split(c, dx_ptr, params, shapes, out, k, ci);
+    if (k > 1) CopyPieces(c, dx_ptr, params, shapes, out, k, ci, false);
   });
 }
 
 }  // namespace
 
-#define IRN_ENTRY(NAME, FN, LRELU)                                                            \
-  extern "C" int NAME(int nparam, void **params, int *ndims, int64_t **shapes,                \
-                      const char **dtypes, void *, void *) {                                  \
-    for (int i = 0; i < nparam; ++i)                                                          \
-      if (ndims[i] != 4 && ndims[i] != 1) {                                                   \
-        std::fprintf(stderr, #NAME ": tensor %d has %d dimensions\n", i, ndims[i]);           \
-        return 1;                                                                             \
-      }                                                                                       \
-    if (!CheckFloat(nparam, dtypes, ndims, #NAME)) return 1;                                  \
-    return FN(nparam, params, shapes, LRELU, #NAME);                                          \
+#define IRN_ENTRY(NAME, FN, LRELU)                                                 \
+  extern "C" int NAME(int nparam, void **params, int *ndims, int64_t **shapes,     \
+                      const char **dtypes, void *, void *) {                       \
+    if (!CheckTensors(nparam, ndims, dtypes, #NAME)) return 1;                     \
+    return FN(nparam, params, shapes, LRELU, #NAME);                               \
   }
 
 // One symbol per number of pieces (1-5): MindSpore keys a Custom op's signature by its symbol.

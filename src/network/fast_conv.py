@@ -6,7 +6,7 @@ library (MindSpore's own ``libdnnl.so.3``) with blocked layouts, which selects i
 kernels (50-70 GFLOP/s). It is compiled with g++ on first use against the oneDNN headers of the
 ``onednn-devel-cpu-gomp`` package and cached. Only 3x3, stride 1, padding 1, float32, CPU.
 
-The backend is chosen by :func:`select` (called by ``src.utils.device.setup``) from the
+The backend is chosen by :func:`select` (called by ``src.utils.device.select_conv``) from the
 environment variable ``IRN_CONV`` = ``auto`` (default: oneDNN on CPU if it builds, else
 MindSpore's conv), ``dnnl`` (oneDNN or a one-line error) or ``mindspore``.
 """
@@ -26,7 +26,7 @@ from src.utils.errors import IRNError
 
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'dnnl_conv.cc')
 _LOG = logging.getLogger('irn')
-_state = {'backend': 'mindspore', 'conv': None}
+_state = {'ops': None}  # the Custom ops (see _make_ops) while the fast path is on
 
 
 def _headers():
@@ -161,28 +161,23 @@ def select(device_target):
     want = os.environ.get('IRN_CONV', 'auto')
     if want not in ('auto', 'dnnl', 'mindspore'):
         raise IRNError('IRN_CONV=%s: expected auto, dnnl or mindspore' % want)
-    _state.update(backend='mindspore', conv=None)
+    _state['ops'] = None
     if want == 'mindspore' or (want == 'auto' and device_target != 'CPU'):
         return 'mindspore'
     if device_target != 'CPU':
         raise IRNError('IRN_CONV=dnnl needs --device_target CPU, got %s' % device_target)
     try:
-        _state.update(backend='dnnl', conv=_make_ops(build()))
+        _state['ops'] = _make_ops(build())
     except IRNError as err:
         if want == 'dnnl':
             raise
         _LOG.warning('fast CPU conv unavailable (%s); using MindSpore Conv2D', err)
-    return _state['backend']
+    return backend()
 
 
 def backend():
     """The convolution backend graphs traced now will use: 'dnnl' or 'mindspore'."""
-    return _state['backend']
-
-
-def use_mindspore():
-    """Use MindSpore's Conv2D from now on (e.g. for a portable export)."""
-    _state.update(backend='mindspore', conv=None)
+    return 'mindspore' if _state['ops'] is None else 'dnnl'
 
 
 @contextlib.contextmanager
@@ -193,12 +188,11 @@ def mindspore_conv():
     static shapes only. A graph is traced once, on its first call, so wrapping every call of
     such a Cell is cheap.
     """
-    saved = dict(_state)
-    _state.update(backend='mindspore', conv=None)
+    saved, _state['ops'] = _state['ops'], None
     try:
         yield
     finally:
-        _state.update(saved)
+        _state['ops'] = saved
 
 
 def dense_conv(pieces, weight, bias, lrelu):
@@ -206,8 +200,8 @@ def dense_conv(pieces, weight, bias, lrelu):
 
     3x3 convolution, stride 1, zero padding 1; ``pieces`` is a tuple of NCHW tensors.
     """
-    if _state['conv'] is not None and pieces[0].dtype == ms.float32:
-        return _state['conv'][1 if lrelu else 0][len(pieces) - 1](*pieces, weight, bias)
+    if _state['ops'] is not None and pieces[0].dtype == ms.float32:
+        return _state['ops'][1 if lrelu else 0][len(pieces) - 1](*pieces, weight, bias)
     x = pieces[0] if len(pieces) == 1 else ops.cat(pieces, 1)
     y = ops.conv2d(x, weight, bias, pad_mode='pad', padding=1)
     return ops.leaky_relu(y, 0.2) if lrelu else y
