@@ -3,13 +3,15 @@
     python scripts/benchmark.py train [...]   training step: seconds/step, peak RSS, compile time
     python scripts/benchmark.py infer [...]   downscale / upscale of a large image, tiled and not
     python scripts/benchmark.py data  [...]   data pipeline: ms per sample
+    python scripts/benchmark.py ops   [...]   DenseBlock convs, DenseBlock, Haar: MindSpore vs fast conv
 """
 import os
 import runpy
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOOLS = {'train': 'bench_train.py', 'infer': 'bench_infer.py', 'data': 'bench_data.py'}
+TOOLS = {'train': 'bench_train.py', 'infer': 'bench_infer.py', 'data': 'bench_data.py',
+         'ops': 'bench_ops.py'}
 
 if __name__ == '__main__':
     if len(sys.argv) < 2 or sys.argv[1] not in TOOLS:
