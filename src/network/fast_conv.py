@@ -1,10 +1,10 @@
 """Fast CPU convolution for the dense sub-networks: oneDNN direct kernels as MindSpore Custom ops.
 
 MindSpore's CPU Conv2D hands oneDNN plain NCHW tensors, for which oneDNN picks an im2col GEMM
-(and a large workspace per conv). ``dnnl_conv.cc`` calls the same oneDNN
-library (MindSpore's own ``libdnnl.so.3``) with blocked layouts, which selects its direct JIT
-kernels: about twice as fast (``python scripts/benchmark.py ops``). It is compiled with g++ on first use against the oneDNN headers of the
-``onednn-devel-cpu-gomp`` package and cached. Only 3x3, stride 1, padding 1, float32, CPU.
+(and a large workspace per conv). ``dnnl_conv.cc`` calls the same oneDNN library (MindSpore's
+own ``libdnnl.so.3``) with blocked layouts, which selects its direct JIT kernels: about twice as
+fast (``python scripts/benchmark.py ops``). It is compiled with g++ on first use against the
+oneDNN headers of the ``onednn-devel-cpu-gomp`` package and cached. Only 3x3, stride 1, padding 1, float32, CPU.
 
 The backend is chosen by :func:`select` (called by ``src.utils.device.select_conv``) from the
 environment variable ``IRN_CONV`` = ``auto`` (default: oneDNN on CPU if it builds, else
