@@ -2,7 +2,7 @@
 
     python scripts/benchmark.py infer [--scales 2 4] [--size 1920x1080] [--tile 512]
         [--tile_overlap 64] [--repeat 1] [--big 3840x2160] [--modes untiled tiled]
-        [--static]
+        [--dynamic]
 
 Each configuration (scale x untiled / tiled) runs in its own process so that its peak resident
 memory (ru_maxrss) is its own. The network has the paper's layout (8 blocks per level) with
@@ -34,8 +34,9 @@ def parse_args(argv=None):
                    'scale, e.g. 3840x2160 (empty: skip)')
     p.add_argument('--modes', nargs='+', choices=('untiled', 'tiled'),
                    default=['untiled', 'tiled'], help='which runs at --size')
-    p.add_argument('--static', action='store_true',
-                   help='one graph per shape instead of one dynamic-shape graph')
+    p.add_argument('--dynamic', action='store_true',
+                   help='one dynamic-shape graph with MindSpore Conv2D (the old, slow path) '
+                        'instead of static-shape graphs with the fast CPU convolution')
     p.add_argument('--child', help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -59,7 +60,7 @@ def run_child(spec):
     rng = np.random.default_rng(0)
     for p in net.trainable_params():  # random weights everywhere (conv5 is zero at init)
         p.set_data(ms.Tensor((rng.standard_normal(p.shape) * 0.01).astype(np.float32)))
-    r = Rescaler(net, dynamic=not spec['static'])
+    r = Rescaler(net, dynamic=spec['dynamic'])
     hr = rng.random((h, w, 3), dtype=np.float32)
     z = make_z(r.z_shape(h // scale, w // scale), 'sample', 0)
     out = {**spec, 'size': f'{w}x{h}'}
@@ -94,12 +95,12 @@ def main(argv=None):
         for tile in [0] * ('untiled' in args.modes) + [args.tile] * ('tiled' in args.modes):
             specs.append({'scale': scale, 'size': size, 'tile': tile,
                           'overlap': args.tile_overlap if tile else 0,
-                          'repeat': args.repeat, 'static': args.static})
+                          'repeat': args.repeat, 'dynamic': args.dynamic})
     if args.big:
         specs.append({'scale': max(args.scales), 'size': _size(args.big), 'tile': args.tile,
-                      'overlap': args.tile_overlap, 'repeat': 1, 'static': args.static})
+                      'overlap': args.tile_overlap, 'repeat': 1, 'dynamic': args.dynamic})
     print(f'IRN inference on CPU ({os.cpu_count()} cores), random weights, '
-          f'{"static" if args.static else "dynamic"}-shape graphs')
+          f'{"dynamic" if args.dynamic else "static"}-shape graphs')
     print(f'{"scale":>5} {"image":>10} {"tiles":>9} {"compile":>8} {"down":>7} {"up":>7} '
           f'{"peak RSS":>9}')
     rows = []

@@ -97,8 +97,8 @@ def test_val_zero_z_golden_values_reports_and_images(sets, net, tmp_path, capsys
     for path, set_name, i in images:
         got = report['sets'][set_name]['images'][i]
         psnr, psnr_y, lr8 = _expected(net, path, i, 'zero', 1)
-        # val.py's dynamic-shape graphs use MindSpore's Conv2D, _expected the oneDNN kernels:
-        # float32 rounding differs by ~1e-5 dB; any protocol error moves PSNR by far more.
+        # val.py runs static-shape graphs per image size, _expected the bare network: float32
+        # rounding may differ by ~1e-5 dB; any protocol error moves PSNR by far more.
         assert got['psnr_rgb'] == pytest.approx(psnr, abs=1e-4)
         assert got['psnr_y'] == pytest.approx(psnr_y, abs=1e-4)
         name = got['name']
