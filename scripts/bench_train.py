@@ -7,6 +7,7 @@ Each mode runs in its own process (so its peak RSS is its own) on random data wi
 optimiser settings; the first step (graph compilation included) is reported separately.
 """
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -29,6 +30,7 @@ def run_one(args):
     from src.network import build_network
     from src.optim import build_optimizer, build_train_step
     from src.network.fast_conv import backend
+    from src.utils.compile_cache import graph_cache
     from src.utils.device import setup_device
 
     setup_device(args.device_target)
@@ -45,10 +47,13 @@ def run_one(args):
     lr_ref = Tensor(rng.random((b, 3, p // s, p // s), dtype=np.float32))
     z = Tensor(rng.standard_normal((b, 3 * s * s - 3, p // s, p // s), dtype=np.float32))
     lr = Tensor(2e-4, ms.float32)
+    key = {'graph': 'bench_train_step', 'scale': s, 'batch': b, 'patch': p, 'mode': args.mode,
+           'micro_batch': args.micro_batch, 'device': args.device_target, 'conv': backend()}
     times = []
     for _ in range(args.steps + 1):
         start = time.time()
-        out = step(hr, lr_ref, z, lr)
+        with graph_cache(key) if args.compile_cache else contextlib.nullcontext():
+            out = step(hr, lr_ref, z, lr)
         out[0].asnumpy()
         times.append(time.time() - start)
     fwd_start = time.time()
@@ -57,7 +62,8 @@ def run_one(args):
     forward = (time.time() - fwd_start) / 2
     print(json.dumps({
         'scale': s, 'batch': b, 'patch': p, 'mode': args.mode,
-        'micro_batch': args.micro_batch or b, 'conv': backend(), 'first_step_s': round(times[0], 1),
+        'micro_batch': args.micro_batch or b, 'conv': backend(), 'compile_cache': args.compile_cache,
+        'first_step_s': round(times[0], 1),
         'step_s': round(float(np.median(times[1:])), 2) if len(times) > 1 else None, 'forward_s': round(forward, 2),
         'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)}),
         flush=True)
@@ -102,6 +108,9 @@ def main():
     parser.add_argument('--max_rss_gb', type=float, default=22.0,
                         help='kill a run whose RSS passes this (it does not fit); default 22')
     parser.add_argument('--device_target', default='CPU')
+    parser.add_argument('--compile_cache', action='store_true',
+                        help="use train.py's compile cache (src/utils/compile_cache.py): a second run "
+                             'of the same setting loads the step instead of compiling it')
     parser.add_argument('--mode', help=argparse.SUPPRESS)  # internal: run one mode here
     args = parser.parse_args()
     if args.mode:
@@ -114,6 +123,8 @@ def main():
             cmd = [sys.executable, os.path.abspath(__file__), '--mode', mode,
                    '--scale', str(args.scale), '--batch', str(batch), '--patch', str(args.patch),
                    '--steps', str(args.steps), '--device_target', args.device_target]
+            if args.compile_cache:
+                cmd.append('--compile_cache')
             if args.micro_batch:
                 cmd += ['--micro_batch', str(args.micro_batch)]
             out, err, code, killed = run_child(cmd, args.max_rss_gb)

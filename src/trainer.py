@@ -28,6 +28,7 @@ from src.network import build_network
 from src.optim import build_optimizer, build_train_step, resolve_memory_mode
 from src.schedule import build_lr
 from src.train_log import CsvLog, ProgressBar, format_seconds, setup_train_logger
+from src.utils.compile_cache import graph_cache
 from src.utils.checkpoint import (list_train_states, load_train_state, load_weights,
                                   prune_train_states, save_train_state, save_weights, state_path)
 from src.network.fast_conv import backend as conv_backend
@@ -151,6 +152,14 @@ class Trainer:
         full = self.rng.standard_normal((self.global_batch, zc, h, w), dtype=np.float32)
         return full[self.rank_id::self.rank_size]
 
+    def _step_key(self):
+        """What fixes the train step's graphs: the compile cache key (src/utils/compile_cache)."""
+        d = self.opt['datasets']['train']
+        return {'graph': 'train_step', 'train': self.opt['train'], 'net': self.opt['network_G'],
+                'scale': self.opt['scale'], 'batch': d['batch_size'], 'GT_size': d['GT_size'],
+                'device': self.opt['device_target'], 'conv': conv_backend(),
+                'rank': [self.rank_id, self.rank_size]}
+
     # ------------------------------------------------------------------ validation
     def validate(self):
         """Evaluate on ``datasets.val.dataroot_GT`` (rank 0); keep ``best_G.ckpt`` by Y PSNR."""
@@ -229,8 +238,9 @@ class Trainer:
                 hr, lr_ref = self.fetch(next(batches))
                 window['data_s'] += time.time() - t0
                 z = self.draw_z(lr_ref.shape)
-                out = self.step(ms.Tensor(hr), ms.Tensor(lr_ref), ms.Tensor(z),
-                                ms.Tensor(self.lrs[self.iteration], ms.float32))
+                with graph_cache(self._step_key()):  # a re-run of the config skips compiling
+                    out = self.step(ms.Tensor(hr), ms.Tensor(lr_ref), ms.Tensor(z),
+                                    ms.Tensor(self.lrs[self.iteration], ms.float32))
                 loss, l_fit, l_ce, l_rec, norm = (float(o.asnumpy()) for o in out[:5])
                 self.iteration += 1
                 window['count'] += 1
