@@ -2,9 +2,12 @@
 
     python scripts/benchmark.py train --scale 4 --batch 16 --patch 144 --modes plain recompute invertible
     python scripts/benchmark.py train --batch 16 24 32 --modes plain --steps 0   # what fits
+    python scripts/benchmark.py train --scale 4 --batch 16 --modes plain --runs 3 \
+        --torch_python /work/torchvenv/bin/python      # ours vs PyTorch, interleaved, medians
 
 Each mode runs in its own process (so its peak RSS is its own) on random data with the paper's
 optimiser settings; the first step (graph compilation included) is reported separately.
+``--compile_cache`` uses train.py's compile cache (run twice: the second first step loads it).
 """
 import argparse
 import contextlib
@@ -95,6 +98,63 @@ def run_child(cmd, max_rss_gb):
         return out.read(), err.read(), proc.returncode, killed
 
 
+def _ours(args, mode, batch):
+    """One process of ours: its JSON row, or a row saying why it failed."""
+    cmd = [sys.executable, os.path.abspath(__file__), '--mode', mode,
+           '--scale', str(args.scale), '--batch', str(batch), '--patch', str(args.patch),
+           '--steps', str(args.steps), '--device_target', args.device_target]
+    if args.compile_cache:
+        cmd.append('--compile_cache')
+    if args.micro_batch:
+        cmd += ['--micro_batch', str(args.micro_batch)]
+    return _row(cmd, args, {'scale': args.scale, 'batch': batch, 'patch': args.patch, 'mode': mode})
+
+
+def _row(cmd, args, what):
+    out, err, code, killed = run_child(cmd, args.max_rss_gb)
+    lines = [ln for ln in out.splitlines() if ln.startswith('{')]
+    if code != 0 or not lines:
+        reason = (f'RSS above {args.max_rss_gb} GB' if killed else
+                  'killed (out of memory?)' if code < 0 else err.strip().splitlines()[-1:])
+        return {**what, 'failed': str(reason)}
+    return json.loads(lines[-1])
+
+
+def compare(args):
+    """``--runs`` interleaved runs of every mode and of PyTorch per batch; medians and ratios."""
+    import numpy as np
+    here = os.path.dirname(os.path.abspath(__file__))
+    for batch in args.batch:
+        rows = {mode: [] for mode in args.modes}
+        ref = []
+        for _ in range(args.runs):
+            for mode in args.modes:
+                rows[mode].append(_ours(args, mode, batch))
+                print(json.dumps(rows[mode][-1]), flush=True)
+            if args.torch_python:
+                ref.append(_row([args.torch_python, os.path.join(here, 'bench_torch_reference.py'),
+                                 '--json', '--scale', str(args.scale), '--batch', str(batch),
+                                 '--patch', str(args.patch), '--steps', str(args.steps + 1)],
+                                args, {'impl': 'pytorch', 'batch': batch}))
+                print(json.dumps(ref[-1]), flush=True)
+        ok_ref = [r['step_s'] for r in ref if 'failed' not in r]
+        torch_step = float(np.median(ok_ref)) if ok_ref else None
+        for mode in args.modes:
+            ok = [r for r in rows[mode] if 'failed' not in r and r['step_s'] is not None]
+            if not ok:
+                continue
+            step = float(np.median([r['step_s'] for r in ok]))
+            summary = {'summary': mode, 'scale': args.scale, 'batch': batch, 'patch': args.patch,
+                       'runs': len(ok), 'step_s_median': round(step, 2),
+                       'first_step_s_median': float(np.median([r['first_step_s'] for r in ok])),
+                       'peak_rss_gb_median': float(np.median([r['peak_rss_gb'] for r in ok]))}
+            if torch_step:
+                summary.update(pytorch_step_s_median=round(torch_step, 2), pytorch_runs=len(ok_ref),
+                               ratio=round(step / torch_step, 3), pytorch_peak_rss_gb_median=float(
+                                   np.median([r['peak_rss_gb'] for r in ref if 'failed' not in r])))
+            print(json.dumps(summary), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--scale', type=int, default=4, choices=(2, 4, 8))
@@ -111,31 +171,27 @@ def main():
     parser.add_argument('--compile_cache', action='store_true',
                         help="use train.py's compile cache (src/utils/compile_cache.py): a second run "
                              'of the same setting loads the step instead of compiling it')
+    parser.add_argument('--runs', type=int, default=1,
+                        help='processes per setting; with more than one, or with --torch_python, '
+                             'the runs of every mode and of PyTorch are interleaved and medians printed')
+    parser.add_argument('--torch_python', default=os.environ.get('IRN_TORCH_PYTHON'),
+                        help='python of an environment with torch: also time the PyTorch reference '
+                             '(scripts/bench_torch_reference.py, --steps + 1 steps, median)')
     parser.add_argument('--mode', help=argparse.SUPPRESS)  # internal: run one mode here
     args = parser.parse_args()
     if args.mode:
         args.batch = args.batch[0]
         run_one(args)
         return
+    if args.runs > 1 or args.torch_python:
+        return compare(args)
     for mode in args.modes:
         largest = None
         for batch in sorted(args.batch):
-            cmd = [sys.executable, os.path.abspath(__file__), '--mode', mode,
-                   '--scale', str(args.scale), '--batch', str(batch), '--patch', str(args.patch),
-                   '--steps', str(args.steps), '--device_target', args.device_target]
-            if args.compile_cache:
-                cmd.append('--compile_cache')
-            if args.micro_batch:
-                cmd += ['--micro_batch', str(args.micro_batch)]
-            out, err, code, killed = run_child(cmd, args.max_rss_gb)
-            lines = [l for l in out.splitlines() if l.startswith('{')]
-            if code != 0 or not lines:
-                reason = (f'RSS above {args.max_rss_gb} GB' if killed else
-                          'killed (out of memory?)' if code < 0 else err.strip().splitlines()[-1:])
-                print(json.dumps({'scale': args.scale, 'batch': batch, 'patch': args.patch,
-                                  'mode': mode, 'failed': str(reason)}), flush=True)
+            row = _ours(args, mode, batch)
+            print(json.dumps(row), flush=True)
+            if 'failed' in row:
                 break
-            print(lines[-1], flush=True)
             largest = batch
         if len(args.batch) > 1:
             print(json.dumps({'mode': mode, 'patch': args.patch, 'micro_batch': args.micro_batch,
