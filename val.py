@@ -124,6 +124,7 @@ def main(argv=None):
     from src.inference import load_network
     from src.report import image_table, protocol_text, set_table, write_csv, write_json
     from src.utils.device import setup_device
+    from src.utils.graphs import compilations
     opt = load_config(default_config(args), args.overrides, scale=args.scale,
                       device_target=args.device_target)
     paths, z_mode, draws, seed, ckpt, max_images, out_dir = resolve_options(args, opt)
@@ -157,6 +158,7 @@ def main(argv=None):
     print()
     print(f'Summary ({protocol_text(protocol)})')
     print(set_table(sets))
+    print(f'graphs compiled: {compilations()} (one per direction and distinct image size)')
     report = {'checkpoint': os.path.abspath(ckpt), 'block_num': net.block_num,
               'protocol': protocol, 'command': ' '.join(sys.argv), 'sets': sets}
     if args.report:
