@@ -132,6 +132,7 @@ struct Primitives {
   dnnl::convolution_forward conv_fwd;
   dnnl::convolution_backward_data conv_bwd_data;
   dnnl::convolution_backward_weights conv_bwd_weights;
+  bool backward = false;  // the backward primitives exist (built on the first backward call)
 };
 
 struct Context {
@@ -150,10 +151,14 @@ Context &Ctx() {
   return *ctx;
 }
 
-Primitives &Get(Context &c, int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, bool lrelu) {
+// The primitives of one conv shape; the backward ones only when `backward` (inference never
+// builds them: each is a JIT-compiled kernel).
+Primitives &Get(Context &c, int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, bool lrelu,
+                bool backward) {
   auto key = std::make_tuple(n, ci, h, w, co, lrelu);
   auto it = c.cache.find(key);
-  if (it != c.cache.end()) return *it->second;
+  Primitives *p = it == c.cache.end() ? nullptr : it->second.get();
+  if (p != nullptr && (p->backward || !backward)) return *p;
   memory::dims src{n, ci, h, w}, wei{co, ci, 3, 3}, bias{co}, dst{n, co, h, w};
   memory::dims stride{1, 1}, pad{1, 1};
   memory::desc src_any(src, memory::data_type::f32, tag::any);
@@ -168,20 +173,25 @@ Primitives &Get(Context &c, int64_t n, int64_t ci, int64_t h, int64_t w, int64_t
     ops.append_eltwise(dnnl::algorithm::eltwise_relu, kSlope, 0.f);  // relu with alpha = leaky
     fwd_attr.set_post_ops(ops);
   }
-  auto p = std::make_unique<Primitives>();
-  p->fwd = dnnl::convolution_forward::primitive_desc(
-      c.engine, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_any,
-      wei_any, bias_md, dst_any, stride, pad, pad, fwd_attr);
+  if (p == nullptr) {
+    auto made = std::make_unique<Primitives>();
+    made->fwd = dnnl::convolution_forward::primitive_desc(
+        c.engine, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_any,
+        wei_any, bias_md, dst_any, stride, pad, pad, fwd_attr);
+    made->conv_fwd = dnnl::convolution_forward(made->fwd);
+    p = c.cache.emplace(key, std::move(made)).first->second.get();
+  }
+  if (!backward) return *p;
   p->bwd_data = dnnl::convolution_backward_data::primitive_desc(
       c.engine, dnnl::algorithm::convolution_direct, src_any, wei_any, dst_any, stride, pad, pad,
       p->fwd, attr);
   p->bwd_weights = dnnl::convolution_backward_weights::primitive_desc(
       c.engine, dnnl::algorithm::convolution_direct, src_any, wei_any, bias_md, dst_any, stride,
       pad, pad, p->fwd, attr);
-  p->conv_fwd = dnnl::convolution_forward(p->fwd);
   p->conv_bwd_data = dnnl::convolution_backward_data(p->bwd_data);
   p->conv_bwd_weights = dnnl::convolution_backward_weights(p->bwd_weights);
-  return *c.cache.emplace(key, std::move(p)).first->second;
+  p->backward = true;
+  return *p;
 }
 
 // `user` viewed in layout `want`: the user memory itself, or a reorder into `buf` (if `in`).
@@ -275,7 +285,7 @@ int Forward(int nparam, void **params, int64_t **shapes, bool lrelu, const char 
     int64_t n = shapes[0][0], h = shapes[0][2], w = shapes[0][3], co = shapes[k][0], ci = 0;
     float *x_ptr = Concat(c, params, shapes, 0, k, &ci);
     if (!CheckConv(ci, co, shapes[k], name)) throw std::runtime_error("bad weights");
-    Primitives &p = Get(c, n, ci, h, w, co, lrelu);
+    Primitives &p = Get(c, n, ci, h, w, co, lrelu, false);
     memory x = Plain(c, {n, ci, h, w}, tag::nchw, x_ptr);
     memory wt = Plain(c, {co, ci, 3, 3}, tag::oihw, params[k]);
     memory b = Plain(c, {co}, tag::x, params[k + 1]);
@@ -305,7 +315,7 @@ int Backward(int nparam, void **params, int64_t **shapes, bool lrelu, const char
     int64_t co = shapes[0][1], ci = 0;
     float *x_ptr = Concat(c, params, shapes, first, k, &ci);
     if (!CheckConv(ci, co, shapes[wi_index], name)) throw std::runtime_error("bad weights");
-    Primitives &p = Get(c, n, ci, h, w, co, lrelu);
+    Primitives &p = Get(c, n, ci, h, w, co, lrelu, true);
     void *dy_ptr = params[0];
     if (lrelu) {  // gradient before the activation: the sign of y is the sign of its input
       int64_t size = n * co * h * w, chunk = 1 << 16;
