@@ -434,14 +434,11 @@ IRN_ENTRIES(3)
 IRN_ENTRIES(4)
 IRN_ENTRIES(5)
 
-extern "C" int IrnExpScaleForward(int nparam, void **params, int *ndims, int64_t **shapes,
-                                  const char **dtypes, void *, void *) {
-  if (!CheckTensors(nparam, ndims, dtypes, "IrnExpScaleForward")) return 1;
-  return ExpScaleForward(nparam, params, ndims, shapes, "IrnExpScaleForward");
-}
-
-extern "C" int IrnExpScaleBackward(int nparam, void **params, int *ndims, int64_t **shapes,
-                                   const char **dtypes, void *, void *) {
-  if (!CheckTensors(nparam, ndims, dtypes, "IrnExpScaleBackward")) return 1;
-  return ExpScaleBackward(nparam, params, ndims, shapes, "IrnExpScaleBackward");
-}
+#define IRN_SCALE_ENTRY(NAME, FN)                                                  \
+  extern "C" int NAME(int nparam, void **params, int *ndims, int64_t **shapes,     \
+                      const char **dtypes, void *, void *) {                       \
+    if (!CheckTensors(nparam, ndims, dtypes, #NAME)) return 1;                     \
+    return FN(nparam, params, ndims, shapes, #NAME);                               \
+  }
+IRN_SCALE_ENTRY(IrnExpScaleForward, ExpScaleForward)
+IRN_SCALE_ENTRY(IrnExpScaleBackward, ExpScaleBackward)
