@@ -128,7 +128,7 @@ class Trainer:
         if not self.is_main:
             return None
         path = state_path(self.ckpt_dir, self.iteration)
-        save_train_state(path, self.net, self.optimizer, self._state(), self.net.block_num)
+        save_train_state(path, self.net, self.optimizer, self._state(), self.net.arch())
         removed = prune_train_states(self.ckpt_dir, self.opt['logger']['keep_last'])
         self.log.info('saved %s%s', path, f' (removed {len(removed)} older)' if removed else '')
         return path
@@ -174,7 +174,7 @@ class Trainer:
             self.best = {'iteration': self.iteration, 'psnr_y': res['psnr_y'],
                          'psnr_rgb': res['psnr_rgb']}
             weights = {p.name: p.asnumpy() for p in self.net.get_parameters()}
-            save_weights(weights, os.path.join(self.out_dir, 'best_G.ckpt'), self.net.block_num)
+            save_weights(weights, os.path.join(self.out_dir, 'best_G.ckpt'), self.net.arch())
         return res
 
     # ------------------------------------------------------------------ loop
@@ -283,7 +283,7 @@ class Trainer:
         if self.is_main:
             weights = {p.name: p.asnumpy() for p in self.net.get_parameters()}
             final = os.path.join(self.out_dir, 'final_G.ckpt')
-            save_weights(weights, final, self.net.block_num)
+            save_weights(weights, final, self.net.arch())
             self.log.info('done: %d iterations in %s, %d non-finite skipped; weights %s%s',
                           self.iteration - start_iter, format_seconds(time.time() - started),
                           self.nonfinite_total, final,

@@ -8,7 +8,45 @@ import mindspore as ms
 
 from src.utils.errors import IRNError
 
-ARCH_KEY = 'irn_block_num'  # stored beside the weights: "8,8" for x4
+ARCH_KEY = 'irn_block_num'  # stored beside the weights: "8,8" for x4 (every checkpoint)
+ARCH_JSON_KEY = 'irn_arch'  # json of InvRescaleNet.arch(); absent in older files (base IRN)
+
+
+def base_arch(block_num):
+    """The architecture of a base IRN (Haar levels, one block count per level)."""
+    return {'downsampling': 'haar', 'down_first': False, 'scale': 2 ** len(block_num),
+            'block_num': [int(b) for b in block_num]}
+
+
+def describe_arch(arch):
+    """'x3 IRN_LD with blocks [12]' and the like, for messages."""
+    kind = 'IRN_LD' if arch['downsampling'] == 'conv' else 'IRN_E' if arch['down_first'] else 'IRN'
+    return f"x{arch['scale']} {kind} with blocks {list(arch['block_num'])}"
+
+
+def _arch_meta(arch):
+    """``arch`` (a dict, or a base IRN's block_num list) -> checkpoint metadata entries."""
+    if not isinstance(arch, dict):
+        arch = base_arch(arch)
+    return {ARCH_KEY: ','.join(str(b) for b in arch['block_num']),
+            ARCH_JSON_KEY: json.dumps(arch, sort_keys=True)}
+
+
+def _arch_from_meta(raw, path):
+    """Pop the architecture entries of a loaded checkpoint; None when the file has none."""
+    block_num = raw.pop(ARCH_KEY, None)
+    text = raw.pop(ARCH_JSON_KEY, None)
+    if text is not None:
+        try:
+            arch = json.loads(str(text))
+            if not isinstance(arch, dict) or set(arch) != set(base_arch([1])):
+                raise ValueError
+            return arch
+        except ValueError:
+            raise IRNError(f'{path}: unreadable architecture record {ARCH_JSON_KEY}') from None
+    if block_num is not None:  # files written before IRN_LD / IRN_E: base IRN
+        return base_arch([int(b) for b in str(block_num).split(',')])
+    return None
 
 
 def atomic_save(write, path):
@@ -26,35 +64,42 @@ def atomic_save(write, path):
             os.remove(tmp)
 
 
-def save_weights(named_arrays, path, block_num, extra=None):
-    """Write ``{name: array}`` as a MindSpore checkpoint tagged with the architecture."""
+def save_weights(named_arrays, path, arch, extra=None):
+    """Write ``{name: array}`` as a MindSpore checkpoint tagged with the architecture.
+
+    ``arch`` is ``net.arch()`` (or, for a base IRN, its block_num list).
+    """
     entries = [{'name': k, 'data': ms.Tensor(np.asarray(v))} for k, v in named_arrays.items()]
-    meta = {ARCH_KEY: ','.join(str(b) for b in block_num)}
+    meta = _arch_meta(arch)
     meta.update(extra or {})
     atomic_save(lambda tmp: ms.save_checkpoint(entries, tmp, append_dict=meta), path)
 
 
-def read_weights(path):
+def read_checkpoint(path):
     """Read network weights from a MindSpore .ckpt or an authors' PyTorch .pth file.
 
     Returns:
-        (dict name -> np.ndarray, block_num list or None when the file does not say).
+        (dict name -> np.ndarray, arch dict as ``InvRescaleNet.arch()`` or None when the
+        file does not say). A .pth's architecture is inferred from its keys.
     """
     if not os.path.isfile(path):
         raise IRNError(f'{path}: checkpoint not found')
     if path.endswith('.pth'):
         from src.convert import torch_state_to_ours, read_pth
-        weights, block_num = torch_state_to_ours(read_pth(path), path)
-        return weights, block_num
+        return torch_state_to_ours(read_pth(path), path)
     try:
         raw = ms.load_checkpoint(path)
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError with long texts
         raise IRNError(f'{path}: not a readable MindSpore checkpoint ({type(exc).__name__})') from None
-    block_num = None
-    if ARCH_KEY in raw:
-        block_num = [int(b) for b in str(raw.pop(ARCH_KEY)).split(',')]
+    arch = _arch_from_meta(raw, path)
     weights = {k: v.asnumpy() for k, v in raw.items() if hasattr(v, 'asnumpy')}
-    return weights, block_num
+    return weights, arch
+
+
+def read_weights(path):
+    """Like :func:`read_checkpoint`, with the block layout (list or None) in place of the arch."""
+    weights, arch = read_checkpoint(path)
+    return weights, (None if arch is None else list(arch['block_num']))
 
 
 def load_weights(net, path):
@@ -64,18 +109,18 @@ def load_weights(net, path):
     ``net.``-prefixed entries are used) or an authors' .pth. Raises IRNError naming the file
     when the scale / block layout differ, or a key is missing, extra or of the wrong shape.
     """
-    weights, block_num = read_weights(path)
+    weights, arch = read_checkpoint(path)
     if any(k.startswith('net.') for k in weights):
         weights = {k[4:]: v for k, v in weights.items() if k.startswith('net.')}
-    if block_num is not None and list(block_num) != list(net.block_num):
-        raise IRNError(f'{path}: checkpoint is for scale x{2 ** len(block_num)} with blocks '
-                       f'{block_num}, but the network is x{net.scale} with blocks {net.block_num}')
+    if arch is not None and arch != net.arch():
+        raise IRNError(f'{path}: checkpoint is for scale {describe_arch(arch)}, '
+                       f'but the network is {describe_arch(net.arch())}')
     params = {p.name: p for p in net.get_parameters()}
     missing = sorted(set(params) - set(weights))
     extra = sorted(set(weights) - set(params))
     if missing or extra:
         what = f'missing {missing[:3]}' if missing else f'unexpected {extra[:3]}'
-        raise IRNError(f'{path}: does not match the x{net.scale} IRN {net.block_num}: {what} '
+        raise IRNError(f'{path}: does not match the {describe_arch(net.arch())}: {what} '
                        f'({len(missing)} missing, {len(extra)} unexpected keys)')
     for name, p in params.items():
         if tuple(weights[name].shape) != tuple(p.shape):
@@ -83,7 +128,7 @@ def load_weights(net, path):
                            f'the network expects {tuple(p.shape)}')
     for name, p in params.items():
         p.set_data(ms.Tensor(weights[name].astype(np.float32)))
-    return block_num
+    return None if arch is None else list(arch['block_num'])
 
 
 # ---------------------------------------------------------------- training state (resume)
@@ -101,17 +146,18 @@ def _optimizer_own_params(net, optimizer):
     return own
 
 
-def save_train_state(path, net, optimizer, state, block_num):
+def save_train_state(path, net, optimizer, state, arch):
     """Write a resumable training state atomically.
 
     Holds the network weights (as ``net.<name>``, so :func:`load_weights` reads them), the
     optimizer's own parameters (``moment1.*``, ``moment2.*``, ``adam_step``) and ``state``, a
-    json-serialisable dict (iteration, numpy generator state, counters).
+    json-serialisable dict (iteration, numpy generator state, counters). ``arch`` as in
+    :func:`save_weights`.
     """
     entries = [{'name': 'net.' + p.name, 'data': ms.Tensor(p.asnumpy())} for p in net.get_parameters()]
     entries += [{'name': name, 'data': ms.Tensor(p.asnumpy())}
                 for name, p in _optimizer_own_params(net, optimizer).items()]
-    meta = {ARCH_KEY: ','.join(str(b) for b in block_num), STATE_KEY: json.dumps(state)}
+    meta = dict(_arch_meta(arch), **{STATE_KEY: json.dumps(state)})
     atomic_save(lambda tmp: ms.save_checkpoint(entries, tmp, append_dict=meta), path)
 
 
