@@ -36,11 +36,15 @@ def conv_down_inverse(y, w):
     The inverse is taken in float64 (then cast back), so it is exact to float32 rounding; its
     gradient reaches ``w``.
     """
+    return conv_down_unmix(y, ops.inverse(w.astype(ms.float64)).astype(w.dtype))
+
+
+def conv_down_unmix(y, w_inv):
+    """:func:`conv_down_inverse` given the inverse matrix ``w_inv`` itself."""
     b, cs2, h, wd = y.shape
-    s2 = w.shape[0]
+    s2 = w_inv.shape[0]
     s = int(round(s2 ** 0.5))
     c = cs2 // s2
-    w_inv = ops.inverse(w.astype(ms.float64)).astype(w.dtype)
     planes = y.reshape(b, s2, c, h, wd).swapaxes(0, 1).reshape(s2, -1)
     cells = ops.matmul(w_inv, planes).reshape(s, s, b, c, h, wd)
     return cells.transpose(2, 3, 4, 0, 5, 1).reshape(b, c, h * s, wd * s)
@@ -63,6 +67,13 @@ class ConvDownsampling(nn.Cell):
             raise IRNError(f'ConvDownsampling needs an integer scale >= 2, got {scale!r}')
         self.scale = scale
         self.conv_weights = Parameter(Tensor(conv_down_init(scale)), name='conv_weights')
+        self.frozen_inverse = None
+
+    def freeze_inverse(self):
+        """Fix w^-1 (taken now, in float64) as a constant of :meth:`inverse`, for export:
+        ONNX has no matrix inverse. Training must not follow (the constant would go stale)."""
+        w = self.conv_weights.asnumpy().astype(np.float64)
+        self.frozen_inverse = Tensor(np.linalg.inv(w).astype(np.float32))
 
     def weights(self):
         """(conv_weights,): the op's trainable tensors, in the order :meth:`apply` takes."""
@@ -83,4 +94,6 @@ class ConvDownsampling(nn.Cell):
 
     def inverse(self, y):
         """Exact inverse of :meth:`construct`."""
+        if self.frozen_inverse is not None:
+            return conv_down_unmix(y, self.frozen_inverse)
         return conv_down_inverse(y, self.conv_weights)
