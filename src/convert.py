@@ -102,6 +102,7 @@ _KEY = re.compile(r'^operations\.(\d+)\.(haar_weights|conv_weights|[FGH]\.conv[1
 
 def _layout(kinds, state, path):
     """Operation kinds in order ('haar' / 'conv' / 'block') -> the architecture they build."""
+    from src.network.irn import arch_record
     n = len(kinds)
     if kinds[0] == 'conv':  # IRN_LD: one ConvDownsampling, then coupling blocks
         if 'conv' in kinds[1:] or 'haar' in kinds:
@@ -110,7 +111,7 @@ def _layout(kinds, state, path):
         s = int(round(shape[0] ** 0.5)) if len(shape) == 2 else 0
         if s < 2 or shape != (s * s, s * s):
             raise IRNError(f'{path}: operations.0.conv_weights has shape {shape}, expected (s*s, s*s)')
-        return {'downsampling': 'conv', 'down_first': True, 'scale': s, 'block_num': [n - 1]}
+        return arch_record(s, [n - 1], 'conv', True)
     haar = [i for i, k in enumerate(kinds) if k == 'haar']
     if not haar or haar[0] != 0:
         raise IRNError(f'{path}: operations.0 is not a Haar transform or a ConvDownsampling')
@@ -120,14 +121,13 @@ def _layout(kinds, state, path):
             raise IRNError(f'{path}: operations.{i}.haar_weights has shape {w.shape}, expected '
                            f'{(3 * 4 ** (level + 1), 1, 2, 2)}')
     if len(haar) > 1 and haar == list(range(len(haar))):  # IRN_E: all Haar levels first
-        return {'downsampling': 'haar', 'down_first': True, 'scale': 2 ** len(haar),
-                'block_num': [n - len(haar)]}
+        return arch_record(2 ** len(haar), [n - len(haar)], 'haar', True)
     bounds = haar + [n]
     block_num = [bounds[i + 1] - bounds[i] - 1 for i in range(len(haar))]
-    return {'downsampling': 'haar', 'down_first': False, 'scale': 2 ** len(haar), 'block_num': block_num}
+    return arch_record(2 ** len(haar), block_num)
 
 
-def torch_state_to_ours(state, path='<state>'):
+def torch_to_irn(state, path='<state>'):
     """Map the authors' parameter names to ours and infer the architecture.
 
     Returns ``(weights, arch)`` with ``arch`` as ``InvRescaleNet.arch()``: IRN, IRN_LD
@@ -152,12 +152,13 @@ def convert(src, dst, scale=None):
     """Convert ``src`` (.pth) to ``dst`` (.ckpt); checks every key and shape. Returns the arch."""
     from src.network import build_from_arch
     from src.utils.checkpoint import describe_arch, load_weights, save_weights
-    _, arch = torch_state_to_ours(read_pth(src), src)
+    _, arch = torch_to_irn(read_pth(src), src)
     if scale is not None and arch['scale'] != scale:
         raise IRNError(f'{src}: holds an {describe_arch(arch)}, but --scale {scale} was given')
     net = build_from_arch(arch)  # InvRescaleNet checks the layout
     load_weights(net, src)  # checks names and shapes against a real network
-    save_weights({p.name: p.asnumpy() for p in net.get_parameters()}, dst, net.arch())
+    save_weights({p.name: p.asnumpy() for p in net.get_parameters()}, dst,
+                 {'model': 'IRN', **net.arch()})
     return arch
 
 

@@ -159,10 +159,9 @@ def _convert(tmp_path, name, *flags):
 def test_convert_records_the_architecture(tmp_path):
     ld = _convert(tmp_path, 'irn_ld_x3', '--scale', '3')
     e = _convert(tmp_path, 'irn_e_x4')
-    assert read_checkpoint(ld)[1] == {'downsampling': 'conv', 'down_first': True, 'scale': 3,
-                                      'block_num': [1]}
-    assert read_checkpoint(e)[1] == {'downsampling': 'haar', 'down_first': True, 'scale': 4,
-                                     'block_num': [1]}
+    base = {'model': 'IRN', 'net': 'InvRescaleNet', 'block_num': [1]}
+    assert read_checkpoint(ld)[1] == {**base, 'scale': 3, 'downsampling': 'conv', 'down_first': True}
+    assert read_checkpoint(e)[1] == {**base, 'scale': 4, 'down_first': True}
     for path, good, bad in [
             (ld, InvRescaleNet([1], scale=3, **LD), [InvRescaleNet([1]), InvRescaleNet([1], scale=2, **LD)]),
             (e, InvRescaleNet([1], scale=4, **E), [InvRescaleNet([0, 1]), InvRescaleNet([1], scale=2, **E)])]:
@@ -180,7 +179,7 @@ def test_convert_records_the_architecture(tmp_path):
 
 def test_convert_errors(tmp_path, capsys):
     err = convert_main([os.path.join(DATA, 'irn_ld_x3.pth'), str(tmp_path / 'o.ckpt'), '--scale', '2'])
-    assert err == 2 and 'x3 IRN_LD' in capsys.readouterr().err
+    assert err == 2 and 'x3 with block_num [1], downsampling conv' in capsys.readouterr().err
     state = read_pth(os.path.join(DATA, 'irn_ld_x3.pth'))
     for change, msg in [(lambda s: s.update({'operations.0.conv_weights': np.zeros((9, 8), np.float32)}),
                          'conv_weights has shape'),
@@ -200,16 +199,16 @@ def test_checkpoints_without_arch_record_load_as_base_irn(tmp_path):
     path = str(tmp_path / 'old.ckpt')  # the format before IRN_LD / IRN_E: irn_block_num only
     ms.save_checkpoint([{'name': p.name, 'data': Tensor(p.asnumpy())} for p in net.get_parameters()],
                        path, append_dict={'irn_block_num': '1'})
-    assert read_checkpoint(path)[1] == {'downsampling': 'haar', 'down_first': False, 'scale': 2,
-                                        'block_num': [1]}
+    assert read_checkpoint(path)[1] == {'net': 'InvRescaleNet', 'scale': 2, 'block_num': [1]}
     assert load_weights(InvRescaleNet([1]), path) == [1]
-    with pytest.raises(IRNError, match='x2 IRN with blocks \\[1\\], but the network is x2 IRN_LD'):
+    with pytest.raises(IRNError, match='but the network is x2 with block_num \\[1\\], downsampling conv'):
         load_weights(InvRescaleNet([1], scale=2, **LD), path)
     run = os.path.join(ROOT, 'figures', 'irn_x2_cpu_run.ckpt')  # a real file of that format
     assert load_weights(InvRescaleNet(read_checkpoint(run)[1]['block_num']), run) == [8]
     new = str(tmp_path / 'new.ckpt')
     ld = InvRescaleNet([1], scale=2, **LD)
     save_weights({p.name: p.asnumpy() for p in ld.get_parameters()}, new, ld.arch())
-    with pytest.raises(IRNError, match='x2 IRN_LD with blocks \\[1\\], but the network is x2 IRN '):
+    with pytest.raises(IRNError, match='downsampling conv, down_first True .*, but the network is '
+                                       'x2 with block_num \\[1\\] '):
         load_weights(InvRescaleNet([1]), new)
     assert fixture_net('irn_e_x4')[0].arch()['down_first']

@@ -28,6 +28,14 @@ def _check_layout(block_num, scale, conv_down, down_first):
     return scale, (0 if conv_down else levels)
 
 
+def arch_record(scale, block_num, downsampling='haar', down_first=False):
+    """The architecture record of an InvRescaleNet layout (see :meth:`InvRescaleNet.arch`)."""
+    arch = {'net': 'InvRescaleNet', 'scale': scale, 'block_num': list(block_num)}
+    flags = {'downsampling': downsampling, 'down_first': down_first}
+    arch.update({k: v for k, v in flags.items() if v != InvRescaleNet.ARCH_DEFAULTS[k]})
+    return arch
+
+
 class InvRescaleNet(nn.Cell):
     """IRN and its IJCV variants IRN_LD and IRN_E (the authors' ``which_model_G`` flags).
 
@@ -53,6 +61,8 @@ class InvRescaleNet(nn.Cell):
         use_ConvDownsampling (bool): IRN_LD.
         down_first (bool): IRN_E (implied by ``use_ConvDownsampling``, as the authors do).
     """
+
+    ARCH_DEFAULTS = {'downsampling': 'haar', 'down_first': False}  # base IRN (older records)
 
     def __init__(self, block_num, channel_in=3, seed=0, scale=None, use_ConvDownsampling=False,
                  down_first=False):
@@ -84,9 +94,16 @@ class InvRescaleNet(nn.Cell):
         self.operations = nn.CellList(ops_list)
 
     def arch(self):
-        """What a checkpoint records and is checked against on load."""
-        return {'downsampling': self.downsampling, 'down_first': self.down_first,
-                'scale': self.scale, 'block_num': list(self.block_num)}
+        """The architecture record a checkpoint of this network carries. The IRN_LD / IRN_E
+        flags appear only when they differ from :attr:`ARCH_DEFAULTS` (base IRN), so base
+        records are unchanged and a record without them is base IRN."""
+        return arch_record(self.scale, self.block_num, self.downsampling, self.down_first)
+
+    @staticmethod
+    def from_torch(state, path):
+        """The authors' state_dict -> (our weights, architecture record)."""
+        from src.convert import torch_to_irn
+        return torch_to_irn(state, path)
 
     def construct(self, x):
         for op in self.operations:

@@ -1,4 +1,10 @@
-"""Checkpoint io: atomic writes and architecture-checked loading of network weights."""
+"""Checkpoint io: atomic writes, architecture-checked loading, resumable training states.
+
+Every checkpoint records the architecture it holds (``irn_arch``: json of the network's
+``arch()`` plus the model name), so a file made for another model, scale or layout is refused in
+one line instead of failing inside MindSpore. Files written before the family existed carry only
+``irn_block_num`` and are read as base IRN.
+"""
 import json
 import os
 import tempfile
@@ -8,45 +14,8 @@ import mindspore as ms
 
 from src.utils.errors import IRNError
 
-ARCH_KEY = 'irn_block_num'  # stored beside the weights: "8,8" for x4 (every checkpoint)
-ARCH_JSON_KEY = 'irn_arch'  # json of InvRescaleNet.arch(); absent in older files (base IRN)
-
-
-def base_arch(block_num):
-    """The architecture of a base IRN (Haar levels, one block count per level)."""
-    return {'downsampling': 'haar', 'down_first': False, 'scale': 2 ** len(block_num),
-            'block_num': [int(b) for b in block_num]}
-
-
-def describe_arch(arch):
-    """'x3 IRN_LD with blocks [12]' and the like, for messages."""
-    kind = 'IRN_LD' if arch['downsampling'] == 'conv' else 'IRN_E' if arch['down_first'] else 'IRN'
-    return f"x{arch['scale']} {kind} with blocks {list(arch['block_num'])}"
-
-
-def _arch_meta(arch):
-    """``arch`` (a dict, or a base IRN's block_num list) -> checkpoint metadata entries."""
-    if not isinstance(arch, dict):
-        arch = base_arch(arch)
-    return {ARCH_KEY: ','.join(str(b) for b in arch['block_num']),
-            ARCH_JSON_KEY: json.dumps(arch, sort_keys=True)}
-
-
-def _arch_from_meta(raw, path):
-    """Pop the architecture entries of a loaded checkpoint; None when the file has none."""
-    block_num = raw.pop(ARCH_KEY, None)
-    text = raw.pop(ARCH_JSON_KEY, None)
-    if text is not None:
-        try:
-            arch = json.loads(str(text))
-            if not isinstance(arch, dict) or set(arch) != set(base_arch([1])):
-                raise ValueError
-            return arch
-        except ValueError:
-            raise IRNError(f'{path}: unreadable architecture record {ARCH_JSON_KEY}') from None
-    if block_num is not None:  # files written before IRN_LD / IRN_E: base IRN
-        return base_arch([int(b) for b in str(block_num).split(',')])
-    return None
+ARCH_KEY = 'irn_arch'              # json: {'model': 'IRN', 'net': 'InvRescaleNet', 'scale': 4, ...}
+LEGACY_ARCH_KEY = 'irn_block_num'  # "8,8" (base IRN checkpoints of earlier versions)
 
 
 def atomic_save(write, path):
@@ -64,63 +33,111 @@ def atomic_save(write, path):
             os.remove(tmp)
 
 
-def save_weights(named_arrays, path, arch, extra=None):
-    """Write ``{name: array}`` as a MindSpore checkpoint tagged with the architecture.
+def describe_arch(arch):
+    """'x4 with block_num [8, 8] (IRN)': how messages name an architecture."""
+    if not arch:
+        return 'an unrecorded architecture'
+    rest = ', '.join(f'{k} {v}' for k, v in arch.items() if k not in ('net', 'model', 'scale'))
+    return f"x{arch.get('scale', '?')}{' with ' + rest if rest else ''} " \
+           f"({arch.get('model') or arch.get('net')})"
 
-    ``arch`` is ``net.arch()`` (or, for a base IRN, its block_num list).
-    """
-    entries = [{'name': k, 'data': ms.Tensor(np.asarray(v))} for k, v in named_arrays.items()]
-    meta = _arch_meta(arch)
+
+def _save(entries, path, arch, extra=None):
+    meta = {ARCH_KEY: json.dumps(arch)}
+    if arch.get('net') == 'InvRescaleNet' and 'block_num' in arch:  # readable by older versions
+        meta[LEGACY_ARCH_KEY] = ','.join(str(b) for b in arch['block_num'])
     meta.update(extra or {})
     atomic_save(lambda tmp: ms.save_checkpoint(entries, tmp, append_dict=meta), path)
 
 
-def read_checkpoint(path):
-    """Read network weights from a MindSpore .ckpt or an authors' PyTorch .pth file.
+def save_weights(named_arrays, path, arch, extra=None):
+    """Write ``{name: array}`` as a MindSpore checkpoint tagged with ``arch`` (a json-able dict)."""
+    entries = [{'name': k, 'data': ms.Tensor(np.asarray(v))} for k, v in named_arrays.items()]
+    _save(entries, path, arch, extra)
 
-    Returns:
-        (dict name -> np.ndarray, arch dict as ``InvRescaleNet.arch()`` or None when the
-        file does not say). A .pth's architecture is inferred from its keys.
-    """
+
+def _load_ckpt(path):
     if not os.path.isfile(path):
         raise IRNError(f'{path}: checkpoint not found')
-    if path.endswith('.pth'):
-        from src.convert import torch_state_to_ours, read_pth
-        return torch_state_to_ours(read_pth(path), path)
     try:
-        raw = ms.load_checkpoint(path)
+        return ms.load_checkpoint(path)
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError with long texts
         raise IRNError(f'{path}: not a readable MindSpore checkpoint ({type(exc).__name__})') from None
-    arch = _arch_from_meta(raw, path)
+
+
+def _arch_of(raw):
+    if ARCH_KEY in raw:
+        return json.loads(str(raw.pop(ARCH_KEY)))
+    if LEGACY_ARCH_KEY in raw:
+        blocks = [int(b) for b in str(raw.pop(LEGACY_ARCH_KEY)).split(',')]
+        return {'net': 'InvRescaleNet', 'scale': 2 ** len(blocks), 'block_num': blocks}
+    return None
+
+
+def read_checkpoint(path, from_torch=None):
+    """Network weights and recorded architecture of a .ckpt, or of an authors' .pth.
+
+    Args:
+        path (str): our .ckpt (weights or a training state) or a PyTorch state_dict .pth.
+        from_torch: ``(state_dict, path) -> (weights, arch)`` mapping the authors' names to
+            ours (default: the IRN family's, :func:`src.convert.torch_to_irn`).
+
+    Returns:
+        (dict name -> np.ndarray, arch dict or None). The ``net.`` prefix of a training state
+        is removed; other state entries (optimizers) are dropped.
+    """
+    if path.endswith('.pth'):
+        if not os.path.isfile(path):
+            raise IRNError(f'{path}: checkpoint not found')
+        from src.convert import read_pth, torch_to_irn
+        return (from_torch or torch_to_irn)(read_pth(path), path)
+    raw = _load_ckpt(path)
+    raw.pop(STATE_KEY, None)
+    arch = _arch_of(raw)
     weights = {k: v.asnumpy() for k, v in raw.items() if hasattr(v, 'asnumpy')}
+    if any(k.startswith('net.') for k in weights):
+        weights = {k[4:]: v for k, v in weights.items() if k.startswith('net.')}
     return weights, arch
 
 
+def peek_arch(path):
+    """The architecture record of a .ckpt (None for a .pth or a file that records none)."""
+    if path.endswith('.pth'):
+        if not os.path.isfile(path):
+            raise IRNError(f'{path}: checkpoint not found')
+        return None
+    return _arch_of(_load_ckpt(path))
+
+
 def read_weights(path):
-    """Like :func:`read_checkpoint`, with the block layout (list or None) in place of the arch."""
+    """``(weights, block_num)`` of an IRN checkpoint (block_num None when not recorded)."""
     weights, arch = read_checkpoint(path)
-    return weights, (None if arch is None else list(arch['block_num']))
+    return weights, (arch or {}).get('block_num')
 
 
-def load_weights(net, path):
-    """Load network weights into ``net`` after checking the file fits its architecture.
+def check_arch(stored, net, path):
+    """IRNError naming ``path`` when the recorded architecture is not ``net.arch()``.
 
-    Accepts a .ckpt written by this project (network weights or a training state, whose
-    ``net.``-prefixed entries are used) or an authors' .pth. Raises IRNError naming the file
-    when the scale / block layout differ, or a key is missing, extra or of the wrong shape.
+    Keys a record lacks take the network class's ``ARCH_DEFAULTS`` (older files).
     """
-    weights, arch = read_checkpoint(path)
-    if any(k.startswith('net.') for k in weights):
-        weights = {k[4:]: v for k, v in weights.items() if k.startswith('net.')}
-    if arch is not None and arch != net.arch():
-        raise IRNError(f'{path}: checkpoint is for scale {describe_arch(arch)}, '
-                       f'but the network is {describe_arch(net.arch())}')
+    if stored is None:
+        return
+    mine = net.arch()
+    defaults = getattr(type(net), 'ARCH_DEFAULTS', {})
+    keys = [k for k in dict.fromkeys(list(mine) + list(stored)) if k != 'model']
+    if any(stored.get(k, defaults.get(k)) != mine.get(k, defaults.get(k)) for k in keys):
+        raise IRNError(f'{path}: checkpoint is for scale {describe_arch(stored)}, but the network '
+                       f'is {describe_arch(mine)}')
+
+
+def load_into(net, weights, path):
+    """Set ``net``'s parameters from ``weights`` after checking every name and shape."""
     params = {p.name: p for p in net.get_parameters()}
     missing = sorted(set(params) - set(weights))
     extra = sorted(set(weights) - set(params))
     if missing or extra:
         what = f'missing {missing[:3]}' if missing else f'unexpected {extra[:3]}'
-        raise IRNError(f'{path}: does not match the {describe_arch(net.arch())}: {what} '
+        raise IRNError(f'{path}: does not match the {describe_arch(net.arch())} network: {what} '
                        f'({len(missing)} missing, {len(extra)} unexpected keys)')
     for name, p in params.items():
         if tuple(weights[name].shape) != tuple(p.shape):
@@ -128,7 +145,19 @@ def load_weights(net, path):
                            f'the network expects {tuple(p.shape)}')
     for name, p in params.items():
         p.set_data(ms.Tensor(weights[name].astype(np.float32)))
-    return None if arch is None else list(arch['block_num'])
+
+
+def load_weights(net, path):
+    """Load ``path`` (.ckpt weights / training state, or an authors' .pth) into ``net``.
+
+    The recorded architecture must be ``net.arch()``; every key and shape must match. A .pth is
+    mapped with ``net.from_torch`` when the network has one. Returns the recorded block layout
+    (``block_num``, None when the file records none).
+    """
+    weights, stored = read_checkpoint(path, getattr(net, 'from_torch', None))
+    check_arch(stored, net, path)
+    load_into(net, weights, path)
+    return (stored or {}).get('block_num')
 
 
 # ---------------------------------------------------------------- training state (resume)
@@ -136,53 +165,58 @@ STATE_KEY = 'irn_train_state'  # json: iteration, numpy RNG state, counters, con
 STATE_PREFIX = 'state_'
 
 
-def _optimizer_own_params(net, optimizer):
-    """The optimizer's own parameters (moments, step): everything that is not a network weight."""
-    net_names = {p.name for p in net.get_parameters()}
-    own = {}
-    for p in optimizer.get_parameters():
-        if p.name not in net_names:
-            own[p.name] = p
-    return own
+def _grouped(cells):
+    """``{group: Cell}`` -> ``{'group.param': Parameter}``, each Parameter once (first group wins).
+
+    A network's parameters are also held by its optimizer; they are stored under the network.
+    """
+    seen, out = set(), {}
+    for group, cell in cells.items():
+        for p in cell.get_parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                out[f'{group}.{p.name}'] = p
+    return out
 
 
-def save_train_state(path, net, optimizer, state, arch):
+def save_train_state(path, cells, state, arch):
     """Write a resumable training state atomically.
 
-    Holds the network weights (as ``net.<name>``, so :func:`load_weights` reads them), the
-    optimizer's own parameters (``moment1.*``, ``moment2.*``, ``adam_step``) and ``state``, a
-    json-serialisable dict (iteration, numpy generator state, counters). ``arch`` as in
-    :func:`save_weights`.
+    Args:
+        path (str): destination (``state_<iter>.ckpt``).
+        cells (dict): ``{group: Cell}``: networks first (the main one as ``net``, so
+            :func:`load_weights` reads the file), then optimizers (moments, step counts), e.g.
+            ``{'net': G, 'opt': adam}`` or ``{'net': G, 'netD': D, 'opt': adam_g, 'optD': adam_d}``.
+            BatchNorm statistics are parameters of their network and come along.
+        state (dict): json-serialisable loop state (iteration, generator state, counters).
+        arch (dict): the main network's architecture record.
     """
-    entries = [{'name': 'net.' + p.name, 'data': ms.Tensor(p.asnumpy())} for p in net.get_parameters()]
-    entries += [{'name': name, 'data': ms.Tensor(p.asnumpy())}
-                for name, p in _optimizer_own_params(net, optimizer).items()]
-    meta = dict(_arch_meta(arch), **{STATE_KEY: json.dumps(state)})
-    atomic_save(lambda tmp: ms.save_checkpoint(entries, tmp, append_dict=meta), path)
+    entries = [{'name': name, 'data': ms.Tensor(p.asnumpy())} for name, p in _grouped(cells).items()]
+    _save(entries, path, arch, {STATE_KEY: json.dumps(state)})
 
 
-def load_train_state(path, net, optimizer):
-    """Restore weights and optimizer state written by :func:`save_train_state`; return its dict.
+def load_train_state(path, cells):
+    """Restore what :func:`save_train_state` wrote into ``cells``; return the loop-state dict.
 
-    Raises IRNError naming the file when it is not a training state or does not fit the
-    network / optimizer (different scale, blocks or missing moments).
+    Raises IRNError naming the file when it is not a training state, was made for another
+    architecture than ``cells['net']``, or lacks or misshapes any entry of ``cells``.
     """
-    block_num = load_weights(net, path)
-    raw = ms.load_checkpoint(path)
+    raw = _load_ckpt(path)
     if STATE_KEY not in raw:
         raise IRNError(f'{path}: holds network weights only, not a training state to resume')
-    own = _optimizer_own_params(net, optimizer)
-    missing = sorted(set(own) - set(raw))
+    state = json.loads(str(raw.pop(STATE_KEY)))
+    check_arch(_arch_of(raw), cells['net'], path)
+    wanted = _grouped(cells)
+    missing = sorted(set(wanted) - set(raw))
     if missing:
-        raise IRNError(f'{path}: optimizer state incomplete, missing {missing[:3]} '
+        raise IRNError(f'{path}: training state incomplete for this model, missing {missing[:3]} '
                        f'({len(missing)} entries)')
-    for name, p in own.items():
+    for name, p in wanted.items():
         value = raw[name].asnumpy()
         if tuple(value.shape) != tuple(p.shape):
             raise IRNError(f'{path}: {name} has shape {tuple(value.shape)}, expected {tuple(p.shape)}')
-        p.set_data(ms.Tensor(value.astype(np.float32)))
-    state = json.loads(str(raw[STATE_KEY]))
-    state['block_num'] = block_num
+    for name, p in wanted.items():
+        p.set_data(ms.Tensor(raw[name].asnumpy()))
     return state
 
 
