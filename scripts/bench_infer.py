@@ -2,14 +2,15 @@
 
     python scripts/benchmark.py infer [--scales 2 4] [--size 1920x1080] [--tile 512]
         [--tile_overlap 64] [--repeat 1] [--big 3840x2160] [--modes untiled tiled]
-        [--static]
+        [--static] [--variants IRN IRN_E]
 
 Each configuration (scale x untiled / tiled) runs in its own process so that its peak resident
 memory (ru_maxrss) is its own. The network has the paper's layout (8 blocks per level) with
 random weights: timing does not depend on the weight values. Both directions are first compiled
 on a tiny image (reported as ``compile``), then each is timed on the full image (mean of
 ``--repeat`` calls); the input is a random-noise image and z ~ N(0, I). ``--big WxH`` adds a tiled round trip of a larger image
-(e.g. 3840x2160 at x4) to show the memory stays bounded.
+(e.g. 3840x2160 at x4) to show the memory stays bounded. ``--variants IRN IRN_E`` times IRN_E
+(all Haar levels first, as many blocks in total: x4 [16]) beside IRN in the same run.
 """
 import argparse
 import json
@@ -36,6 +37,8 @@ def parse_args(argv=None):
                    default=['untiled', 'tiled'], help='which runs at --size')
     p.add_argument('--static', action='store_true',
                    help='one graph per shape instead of one dynamic-shape graph')
+    p.add_argument('--variants', nargs='+', choices=('IRN', 'IRN_E'), default=['IRN'],
+                   help='networks to time (IRN_E: all downsampling first)')
     p.add_argument('--child', help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -55,7 +58,11 @@ def run_child(spec):
     from src.utils.device import setup_device
     setup_device('CPU')
     scale, (w, h), tile, overlap = spec['scale'], spec['size'], spec['tile'], spec['overlap']
-    net = InvRescaleNet([8] * (scale.bit_length() - 1))
+    levels = scale.bit_length() - 1
+    if spec.get('variant', 'IRN') == 'IRN_E':
+        net = InvRescaleNet([8 * levels], scale=scale, down_first=True)
+    else:
+        net = InvRescaleNet([8] * levels)
     rng = np.random.default_rng(0)
     for p in net.trainable_params():  # random weights everywhere (conv5 is zero at init)
         p.set_data(ms.Tensor((rng.standard_normal(p.shape) * 0.01).astype(np.float32)))
@@ -90,18 +97,20 @@ def main(argv=None):
         return 0
     size = _size(args.size)
     specs = []
-    for scale in args.scales:
-        for tile in [0] * ('untiled' in args.modes) + [args.tile] * ('tiled' in args.modes):
-            specs.append({'scale': scale, 'size': size, 'tile': tile,
-                          'overlap': args.tile_overlap if tile else 0,
-                          'repeat': args.repeat, 'static': args.static})
-    if args.big:
-        specs.append({'scale': max(args.scales), 'size': _size(args.big), 'tile': args.tile,
-                      'overlap': args.tile_overlap, 'repeat': 1, 'static': args.static})
+    for variant in args.variants:
+        for scale in args.scales:
+            for tile in [0] * ('untiled' in args.modes) + [args.tile] * ('tiled' in args.modes):
+                specs.append({'variant': variant, 'scale': scale, 'size': size, 'tile': tile,
+                              'overlap': args.tile_overlap if tile else 0,
+                              'repeat': args.repeat, 'static': args.static})
+        if args.big:
+            specs.append({'variant': variant, 'scale': max(args.scales), 'size': _size(args.big),
+                          'tile': args.tile, 'overlap': args.tile_overlap, 'repeat': 1,
+                          'static': args.static})
     print(f'IRN inference on CPU ({os.cpu_count()} cores), random weights, '
           f'{"static" if args.static else "dynamic"}-shape graphs')
-    print(f'{"scale":>5} {"image":>10} {"tiles":>9} {"compile":>8} {"down":>7} {"up":>7} '
-          f'{"peak RSS":>9}')
+    print(f'{"net":>6} {"scale":>5} {"image":>10} {"tiles":>9} {"compile":>8} {"down":>7} '
+          f'{"up":>7} {"peak RSS":>9}')
     rows = []
     for spec in specs:
         res = subprocess.run([sys.executable, os.path.abspath(__file__), '--child',
@@ -110,13 +119,15 @@ def main(argv=None):
         line = [ln for ln in res.stdout.splitlines() if ln.startswith('RESULT ')]
         if res.returncode or not line:
             tail = (res.stderr.strip().splitlines() or ['killed?'])[-1]
-            print(f'x{spec["scale"]} tile {spec["tile"]}: failed (exit {res.returncode}): {tail}')
+            print(f'{spec["variant"]} x{spec["scale"]} tile {spec["tile"]}: failed '
+                  f'(exit {res.returncode}): {tail}')
             continue
         r = json.loads(line[0][7:])
         rows.append(r)
         tiles = f'{r["tile"]}/{r["overlap"]}' if r['tile'] else 'none'
-        print(f'{"x%d" % r["scale"]:>5} {r["size"]:>10} {tiles:>9} {r["compile_s"]:7.1f}s '
-              f'{r["down_s"]:6.1f}s {r["up_s"]:6.1f}s {r["peak_rss_gb"]:7.2f}GB', flush=True)
+        print(f'{r["variant"]:>6} {"x%d" % r["scale"]:>5} {r["size"]:>10} {tiles:>9} '
+              f'{r["compile_s"]:7.1f}s {r["down_s"]:6.1f}s {r["up_s"]:6.1f}s '
+              f'{r["peak_rss_gb"]:7.2f}GB', flush=True)
     print('compile: both directions on a tiny image first; down / up: wall seconds per call '
           '(mean of --repeat); peak RSS: ru_maxrss of the process (import alone ~0.4 GB)')
     for r in rows:

@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py train --scale 4 --batch 16 --patch 144 --modes plain recompute invertible
     python scripts/benchmark.py train --batch 16 24 32 --modes plain --steps 0   # what fits
+    python scripts/benchmark.py train --scale 4 --variants IRN IRN_E --modes plain   # IRN_E vs IRN
 
 Each mode runs in its own process (so its peak RSS is its own) on random data with the paper's
 optimiser settings; the first step (graph compilation included) is reported separately.
@@ -16,6 +17,23 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+VARIANTS = ('IRN', 'IRN_E')
+
+
+def variant_config(variant, scale):
+    """(yml, overrides) of a variant: IRN's paper config, or IRN_E (all Haar levels first, as
+    many blocks as IRN in total; train_IRN_E_x4.yml where it exists)."""
+    options = os.path.join(ROOT, 'src', 'options')
+    if variant == 'IRN':
+        return os.path.join(options, f'train_IRN_x{scale}.yml'), []
+    own = os.path.join(options, f'train_IRN_E_x{scale}.yml')
+    if os.path.isfile(own):
+        return own, []
+    levels = scale.bit_length() - 1
+    return (os.path.join(options, f'train_IRN_x{scale}.yml'),
+            ['network_G.which_model_G.down_first=true', f'network_G.block_num=[{8 * levels}]'])
 
 
 def run_one(args):
@@ -35,7 +53,8 @@ def run_one(args):
                  f'train.memory_mode={args.mode}']
     if args.micro_batch:
         overrides.append(f'train.micro_batch={args.micro_batch}')
-    opt = load_config(os.path.join(ROOT, 'src', 'options', f'train_IRN_x{s}.yml'), overrides)
+    yml, extra = variant_config(args.variant, s)
+    opt = load_config(yml, overrides + extra)
     model = create_model(opt)
     model.setup_training()
     net, step = model.net, model.step
@@ -55,7 +74,8 @@ def run_one(args):
     net(hr).asnumpy()
     forward = (time.time() - fwd_start) / 2
     print(json.dumps({
-        'scale': s, 'batch': b, 'patch': p, 'mode': args.mode,
+        'variant': args.variant, 'blocks': net.block_num, 'scale': s, 'batch': b, 'patch': p,
+        'mode': args.mode,
         'micro_batch': args.micro_batch or b, 'conv': backend(), 'first_step_s': round(times[0], 1),
         'step_s': round(float(np.median(times[1:])), 2) if len(times) > 1 else None, 'forward_s': round(forward, 2),
         'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)}),
@@ -96,21 +116,24 @@ def main():
                              'stops at the first that does not fit (the largest that fits is reported)')
     parser.add_argument('--patch', type=int, default=144)
     parser.add_argument('--modes', nargs='+', default=['plain', 'recompute', 'invertible'])
+    parser.add_argument('--variants', nargs='+', default=['IRN'], choices=VARIANTS,
+                        help='networks to time in this run (IRN_E: all downsampling first)')
     parser.add_argument('--micro_batch', type=int, default=None)
     parser.add_argument('--steps', type=int, default=2, help='timed steps after the first')
     parser.add_argument('--max_rss_gb', type=float, default=22.0,
                         help='kill a run whose RSS passes this (it does not fit); default 22')
     parser.add_argument('--device_target', default='CPU')
     parser.add_argument('--mode', help=argparse.SUPPRESS)  # internal: run one mode here
+    parser.add_argument('--variant', default='IRN', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:
         args.batch = args.batch[0]
         run_one(args)
         return
-    for mode in args.modes:
+    for variant, mode in ((v, m) for v in args.variants for m in args.modes):
         largest = None
         for batch in sorted(args.batch):
-            cmd = [sys.executable, os.path.abspath(__file__), '--mode', mode,
+            cmd = [sys.executable, os.path.abspath(__file__), '--mode', mode, '--variant', variant,
                    '--scale', str(args.scale), '--batch', str(batch), '--patch', str(args.patch),
                    '--steps', str(args.steps), '--device_target', args.device_target]
             if args.micro_batch:
@@ -120,13 +143,15 @@ def main():
             if code != 0 or not lines:
                 reason = (f'RSS above {args.max_rss_gb} GB' if killed else
                           'killed (out of memory?)' if code < 0 else err.strip().splitlines()[-1:])
-                print(json.dumps({'scale': args.scale, 'batch': batch, 'patch': args.patch,
-                                  'mode': mode, 'failed': str(reason)}), flush=True)
+                print(json.dumps({'variant': variant, 'scale': args.scale, 'batch': batch,
+                                  'patch': args.patch, 'mode': mode, 'failed': str(reason)}),
+                      flush=True)
                 break
             print(lines[-1], flush=True)
             largest = batch
         if len(args.batch) > 1:
-            print(json.dumps({'mode': mode, 'patch': args.patch, 'micro_batch': args.micro_batch,
+            print(json.dumps({'variant': variant, 'mode': mode, 'patch': args.patch,
+                              'micro_batch': args.micro_batch,
                               'largest_batch_tried_that_fits': largest,
                               'max_rss_gb': args.max_rss_gb}), flush=True)
 

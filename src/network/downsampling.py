@@ -5,6 +5,8 @@ from mindspore import nn, ops, Parameter, Tensor
 
 from src.utils.errors import IRNError
 
+_matmul = ops.MatMul()  # the primitive: ops.matmul's expander warns on dynamic shapes (infer)
+
 
 def conv_down_init(scale):
     """The authors' initial matrix: Haar / 4 for s = 2, else I(s^2) with row 0 = 1/s^2.
@@ -26,7 +28,7 @@ def conv_down_forward(x, w):
     s2 = w.shape[0]
     s = int(round(s2 ** 0.5))
     cells = x.reshape(b, c, h // s, s, wd // s, s).transpose(3, 5, 0, 1, 2, 4)
-    mixed = ops.matmul(w, cells.reshape(s2, -1))
+    mixed = _matmul(w, cells.reshape(s2, -1))
     return mixed.reshape(s2, b, c, h // s, wd // s).swapaxes(0, 1).reshape(b, s2 * c, h // s, wd // s)
 
 
@@ -46,7 +48,7 @@ def conv_down_unmix(y, w_inv):
     s = int(round(s2 ** 0.5))
     c = cs2 // s2
     planes = y.reshape(b, s2, c, h, wd).swapaxes(0, 1).reshape(s2, -1)
-    cells = ops.matmul(w_inv, planes).reshape(s, s, b, c, h, wd)
+    cells = _matmul(w_inv, planes).reshape(s, s, b, c, h, wd)
     return cells.transpose(2, 3, 4, 0, 5, 1).reshape(b, c, h * s, wd * s)
 
 

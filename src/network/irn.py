@@ -99,6 +99,13 @@ class InvRescaleNet(nn.Cell):
         records are unchanged and a record without them is base IRN."""
         return arch_record(self.scale, self.block_num, self.downsampling, self.down_first)
 
+    def freeze_inverses(self):
+        """For export, before the inverse is compiled: ops that invert a learnable matrix
+        (ConvDownsampling) take its inverse once, as a constant. Not for training."""
+        for op in self.operations:
+            if hasattr(op, 'freeze_inverse'):
+                op.freeze_inverse()
+
     @staticmethod
     def from_torch(state, path):
         """The authors' state_dict -> (our weights, architecture record)."""
