@@ -2,7 +2,7 @@
 
     python scripts/benchmark.py infer [--scales 2 4] [--size 1920x1080] [--modes untiled tiled]
         [--tile 512] [--tile_overlap 64] [--runs 3] [--repeat 1] [--big 3840x2160]
-        [--torch_python /work/torchvenv/bin/python] [--dynamic]
+        [--torch_python /work/torchvenv/bin/python] [--dynamic] [--variants IRN IRN_E]
 
 Every measurement is its own process, so its peak resident memory (ru_maxrss) is its own; the
 runs of each configuration are interleaved with the PyTorch reference's
@@ -14,6 +14,8 @@ graphs with the fast CPU convolution, compiled on the first call of each shape, 
 includes the compilation and ``next`` is the median of ``--repeat`` further calls.
 ``--big WxH`` adds one tiled round trip of a larger image at the largest scale (bounded memory).
 ``--dynamic``: the old dynamic-shape path (MindSpore Conv2D), for comparison.
+``--variants IRN IRN_E`` times IRN_E (all Haar levels first, as many blocks in total: x4 [16])
+beside IRN in the same run.
 """
 import argparse
 import json
@@ -43,6 +45,8 @@ def parse_args(argv=None):
                    help='python of an environment with torch: also time the PyTorch reference')
     p.add_argument('--dynamic', action='store_true',
                    help='ours with one dynamic-shape graph and MindSpore Conv2D (the old path)')
+    p.add_argument('--variants', nargs='+', choices=('IRN', 'IRN_E'), default=['IRN'],
+                   help='networks to time (IRN_E: all downsampling first)')
     p.add_argument('--child', help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -60,7 +64,11 @@ def run_child(spec):
     setup_device('CPU')
     scale, tile, overlap = spec['scale'], spec['tile'], spec['overlap']
     w, h = (int(v) for v in spec['size'].split('x'))
-    net = InvRescaleNet([8] * (scale.bit_length() - 1))
+    levels = scale.bit_length() - 1
+    if spec['variant'] == 'IRN_E':
+        net = InvRescaleNet([8 * levels], scale=scale, down_first=True)
+    else:
+        net = InvRescaleNet([8] * levels)
     params = net.trainable_params()
     for p, v in zip(params, bench_inputs.weights([p.shape for p in params])):
         p.set_data(ms.Tensor(v))
@@ -136,8 +144,10 @@ def main(argv=None):
     me = [sys.executable, os.path.abspath(__file__), '--child']
     configs = []
     for scale in args.scales:
-        ours = [{'scale': scale, 'size': args.size, 'tile': t, 'overlap': args.tile_overlap if t else 0,
-                 'repeat': args.repeat, 'dynamic': args.dynamic}
+        ours = [{'variant': v, 'scale': scale, 'size': args.size, 'tile': t,
+                 'overlap': args.tile_overlap if t else 0, 'repeat': args.repeat,
+                 'dynamic': args.dynamic}
+                for v in args.variants
                 for t in [0] * ('untiled' in args.modes) + [args.tile] * ('tiled' in args.modes)]
         configs.append((scale, ours))
     print(f'IRN inference on CPU ({os.cpu_count()} cores), random weights, {args.runs} run(s) '
@@ -158,13 +168,13 @@ def main(argv=None):
         for spec in ours:
             s = _summary(rows[json.dumps(spec)])
             tiles = f'tiles {spec["tile"]}/{spec["overlap"]}' if spec['tile'] else 'untiled'
-            _print_row(f'x{scale} {args.size} ours {tiles}', s, ref_sum)
+            _print_row(f'x{scale} {args.size} {spec["variant"]} {tiles}', s, ref_sum)
             results.append({**spec, **s})
         if ref_sum:
             _print_row(f'x{scale} {args.size} PyTorch untiled', ref_sum)
             results.append(ref_sum)
     if args.big:
-        spec = {'scale': max(args.scales), 'size': args.big, 'tile': args.tile,
+        spec = {'variant': 'IRN', 'scale': max(args.scales), 'size': args.big, 'tile': args.tile,
                 'overlap': args.tile_overlap, 'repeat': 0, 'dynamic': args.dynamic}
         s = _summary([_run(me + [json.dumps(spec)])])
         _print_row(f'x{spec["scale"]} {args.big} ours tiles {args.tile}/{args.tile_overlap}', s)

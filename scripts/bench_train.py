@@ -4,6 +4,7 @@
     python scripts/benchmark.py train --batch 16 24 32 --modes plain --steps 0   # what fits
     python scripts/benchmark.py train --scale 4 --batch 16 --modes plain --runs 3 \
         --torch_python /work/torchvenv/bin/python      # ours vs PyTorch, interleaved, medians
+    python scripts/benchmark.py train --scale 4 --variants IRN IRN_E --modes plain   # IRN_E vs IRN
 
 Each mode runs in its own process (so its peak RSS is its own) on random data with the paper's
 optimiser settings; the first step (graph compilation included) is reported separately.
@@ -20,6 +21,23 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+VARIANTS = ('IRN', 'IRN_E')
+
+
+def variant_config(variant, scale):
+    """(yml, overrides) of a variant: IRN's paper config, or IRN_E (all Haar levels first, as
+    many blocks as IRN in total; train_IRN_E_x4.yml where it exists)."""
+    options = os.path.join(ROOT, 'src', 'options')
+    if variant == 'IRN':
+        return os.path.join(options, f'train_IRN_x{scale}.yml'), []
+    own = os.path.join(options, f'train_IRN_E_x{scale}.yml')
+    if os.path.isfile(own):
+        return own, []
+    levels = scale.bit_length() - 1
+    return (os.path.join(options, f'train_IRN_x{scale}.yml'),
+            ['network_G.which_model_G.down_first=true', f'network_G.block_num=[{8 * levels}]'])
 
 
 def run_one(args):
@@ -43,7 +61,8 @@ def run_one(args):
                  f'train.memory_mode={args.mode}']
     if args.micro_batch:
         overrides.append(f'train.micro_batch={args.micro_batch}')
-    opt = load_config(os.path.join(ROOT, 'src', 'options', f'train_IRN_x{s}.yml'), overrides)
+    yml, extra = variant_config(args.variant, s)
+    opt = load_config(yml, overrides + extra)
     model = create_model(opt)
     model.setup_training()
     net, step = model.net, model.step
@@ -67,8 +86,9 @@ def run_one(args):
     net(hr).asnumpy()
     forward = (time.time() - fwd_start) / 2
     print(json.dumps({
-        'scale': s, 'batch': b, 'patch': p, 'mode': args.mode,
-        'micro_batch': args.micro_batch or b, 'conv': backend(), 'compile_cache': args.compile_cache,
+        'variant': args.variant, 'blocks': net.block_num, 'scale': s, 'batch': b, 'patch': p,
+        'mode': args.mode, 'micro_batch': args.micro_batch or b, 'conv': backend(),
+        'compile_cache': args.compile_cache,
         'first_step_s': round(times[0], 1), 'first_step_cpu_s': round(cpu[0], 1),
         'step_s': round(float(np.median(times[1:])), 2) if len(times) > 1 else None, 'forward_s': round(forward, 2),
         'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)}),
@@ -108,9 +128,9 @@ def run_child(cmd, max_rss_gb):
         return out.read(), err.read(), proc.returncode, killed
 
 
-def _ours(args, mode, batch):
+def _ours(args, mode, batch, variant='IRN'):
     """One process of ours: its JSON row, or a row saying why it failed."""
-    cmd = [sys.executable, os.path.abspath(__file__), '--mode', mode,
+    cmd = [sys.executable, os.path.abspath(__file__), '--mode', mode, '--variant', variant,
            '--scale', str(args.scale), '--batch', str(batch), '--patch', str(args.patch),
            '--steps', str(args.steps), '--device_target', args.device_target]
     if args.compile_cache:
@@ -119,7 +139,8 @@ def _ours(args, mode, batch):
         cmd.append('--compile_profile')
     if args.micro_batch:
         cmd += ['--micro_batch', str(args.micro_batch)]
-    return _row(cmd, args, {'scale': args.scale, 'batch': batch, 'patch': args.patch, 'mode': mode})
+    return _row(cmd, args, {'variant': variant, 'scale': args.scale, 'batch': batch,
+                            'patch': args.patch, 'mode': mode})
 
 
 def _row(cmd, args, what):
@@ -139,12 +160,12 @@ def compare(args):
     import numpy as np
     here = os.path.dirname(os.path.abspath(__file__))
     for batch in args.batch:
-        rows = {mode: [] for mode in args.modes}
+        rows = {(v, m): [] for v in args.variants for m in args.modes}
         ref = []
         for _ in range(args.runs):
-            for mode in args.modes:
-                rows[mode].append(_ours(args, mode, batch))
-                print(json.dumps(rows[mode][-1]), flush=True)
+            for variant, mode in rows:
+                rows[variant, mode].append(_ours(args, mode, batch, variant))
+                print(json.dumps(rows[variant, mode][-1]), flush=True)
             if args.torch_python:
                 ref.append(_row([args.torch_python, os.path.join(here, 'bench_torch_reference.py'),
                                  '--json', '--scale', str(args.scale), '--batch', str(batch),
@@ -153,12 +174,12 @@ def compare(args):
                 print(json.dumps(ref[-1]), flush=True)
         ok_ref = [r['step_s'] for r in ref if 'failed' not in r]
         torch_step = float(np.median(ok_ref)) if ok_ref else None
-        for mode in args.modes:
-            ok = [r for r in rows[mode] if 'failed' not in r and r['step_s'] is not None]
+        for (variant, mode), runs in rows.items():
+            ok = [r for r in runs if 'failed' not in r and r['step_s'] is not None]
             if not ok:
                 continue
             step = float(np.median([r['step_s'] for r in ok]))
-            summary = {'summary': mode, 'scale': args.scale, 'batch': batch, 'patch': args.patch,
+            summary = {'summary': mode, 'variant': variant, 'scale': args.scale, 'batch': batch, 'patch': args.patch,
                        'runs': len(ok), 'step_s_median': round(step, 2),
                        'first_step_s_median': float(np.median([r['first_step_s'] for r in ok])),
                        'peak_rss_gb_median': float(np.median([r['peak_rss_gb'] for r in ok]))}
@@ -177,6 +198,8 @@ def main():
                              'stops at the first that does not fit (the largest that fits is reported)')
     parser.add_argument('--patch', type=int, default=144)
     parser.add_argument('--modes', nargs='+', default=['plain', 'recompute', 'invertible'])
+    parser.add_argument('--variants', nargs='+', default=['IRN'], choices=VARIANTS,
+                        help='networks to time in this run (IRN_E: all downsampling first)')
     parser.add_argument('--micro_batch', type=int, default=None)
     parser.add_argument('--steps', type=int, default=2, help='timed steps after the first')
     parser.add_argument('--max_rss_gb', type=float, default=22.0,
@@ -194,6 +217,7 @@ def main():
                         help='python of an environment with torch: also time the PyTorch reference '
                              '(scripts/bench_torch_reference.py, --steps + 1 steps, median)')
     parser.add_argument('--mode', help=argparse.SUPPRESS)  # internal: run one mode here
+    parser.add_argument('--variant', default='IRN', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:
         args.batch = args.batch[0]
@@ -201,16 +225,17 @@ def main():
         return
     if args.runs > 1 or args.torch_python:
         return compare(args)
-    for mode in args.modes:
+    for variant, mode in ((v, m) for v in args.variants for m in args.modes):
         largest = None
         for batch in sorted(args.batch):
-            row = _ours(args, mode, batch)
+            row = _ours(args, mode, batch, variant)
             print(json.dumps(row), flush=True)
             if 'failed' in row:
                 break
             largest = batch
         if len(args.batch) > 1:
-            print(json.dumps({'mode': mode, 'patch': args.patch, 'micro_batch': args.micro_batch,
+            print(json.dumps({'variant': variant, 'mode': mode, 'patch': args.patch,
+                              'micro_batch': args.micro_batch,
                               'largest_batch_tried_that_fits': largest,
                               'max_rss_gb': args.max_rss_gb}), flush=True)
 

@@ -160,7 +160,7 @@ def test_default_config_follows_the_checkpoint_scale():
 
 def test_run_eval_script_checks_arguments(tmp_path):
     script = os.path.join(ROOT, 'scripts', 'run_eval.sh')
-    for args, message in (([], 'usage'), (['3', '.', PTH4], 'SCALE must be 2, 4 or 8'),
+    for args, message in (([], 'usage'), (['5', '.', PTH4], 'SCALE must be 2, 3, 4 or 8'),
                           (['4', str(tmp_path / 'no'), PTH4], 'data path not found'),
                           (['4', str(tmp_path), str(tmp_path / 'x.ckpt')], 'checkpoint not found')):
         res = subprocess.run(['bash', script, *args], capture_output=True, text=True, check=False)

@@ -22,6 +22,18 @@ class HaarDownsampling(nn.Cell):
         super().__init__()
         self.channel_in = channel_in
 
+    def weights(self):
+        """No trainable tensors."""
+        return ()
+
+    def graph_key(self):
+        """Ops with equal keys compute the same function of (x, weights)."""
+        return ('haar',)
+
+    def apply(self, x, weights, inverse):
+        """The op as a function of its input (``weights`` is empty); ``inverse`` picks the direction."""
+        return self.inverse(x) if inverse else self.construct(x)
+
     @staticmethod
     def _split(x):
         b, c, h, w = x.shape
@@ -134,6 +146,16 @@ class InvBlockExp(nn.Cell):
     def weights(self):
         """The 30 weight tensors of F, G and H, in the order the coupling functions take."""
         return self.F.weights() + self.G.weights() + self.H.weights()
+
+    def graph_key(self):
+        """Ops with equal keys compute the same function of (x, weights)."""
+        return ('coupling', self.split1, self.clamp, self.half)
+
+    def apply(self, x, weights, inverse):
+        """The block as a pure function of its input and ``weights`` (see :meth:`weights`)."""
+        if inverse:
+            return coupling_inverse(x, weights, self.split1, self.clamp, self.half)
+        return coupling_forward(x, weights, self.split1, self.clamp, self.half)
 
     def construct(self, x):
         return coupling_forward(x, self.weights(), self.split1, self.clamp, self.half)
