@@ -72,6 +72,21 @@ def _log_scale(h, clamp):
     return clamp * (ops.sigmoid(h) * 2 - 1)
 
 
+def affine_forward(x2, y1, w_gh, clamp, half=False):
+    """The affine half of a coupling: x2 * exp(s) + G(y1), s = clamp * (2 sigmoid(H(y1)) - 1).
+
+    ``w_gh`` = G then H weights (20). Shared by IRN's block and SAIN's enhanced block.
+    """
+    s = _log_scale(dense_block(y1, w_gh[10:], half), clamp)
+    return x2 * ops.exp(s) + dense_block(y1, w_gh[:10], half)
+
+
+def affine_inverse(y2, y1, w_gh, clamp, half=False):
+    """Exact inverse of :func:`affine_forward` in ``x2``: (y2 - G(y1)) / exp(s)."""
+    s = _log_scale(dense_block(y1, w_gh[10:], half), clamp)
+    return (y2 - dense_block(y1, w_gh[:10], half)) / ops.exp(s)
+
+
 def coupling_forward(x, w, split, clamp, half=False):
     """Affine coupling y = (x1 + F(x2), x2 * exp(s(y1)) + G(y1)); ``w`` = F, G, H weights (30).
 
@@ -79,16 +94,13 @@ def coupling_forward(x, w, split, clamp, half=False):
     """
     x1, x2 = x[:, :split], x[:, split:]
     y1 = x1 + dense_block(x2, w[:10], half)
-    s = _log_scale(dense_block(y1, w[20:], half), clamp)
-    y2 = x2 * ops.exp(s) + dense_block(y1, w[10:20], half)
-    return ops.cat((y1, y2), 1)
+    return ops.cat((y1, affine_forward(x2, y1, w[10:], clamp, half)), 1)
 
 
 def coupling_inverse(y, w, split, clamp, half=False):
     """Exact inverse of :func:`coupling_forward`."""
     y1, y2 = y[:, :split], y[:, split:]
-    s = _log_scale(dense_block(y1, w[20:], half), clamp)
-    x2 = (y2 - dense_block(y1, w[10:20], half)) / ops.exp(s)
+    x2 = affine_inverse(y2, y1, w[10:], clamp, half)
     x1 = y1 - dense_block(x2, w[:10], half)
     return ops.cat((x1, x2), 1)
 

@@ -57,6 +57,27 @@ def read_weights(path):
     return weights, block_num
 
 
+def assign_weights(net, weights, source, what='the network'):
+    """Set ``net``'s parameters from ``{name: array}`` after checking every name and shape.
+
+    Raises IRNError naming ``source`` when a key is missing, extra or of the wrong shape
+    (``what`` names the network in the message).
+    """
+    params = {p.name: p for p in net.get_parameters()}
+    missing = sorted(set(params) - set(weights))
+    extra = sorted(set(weights) - set(params))
+    if missing or extra:
+        which = f'missing {missing[:3]}' if missing else f'unexpected {extra[:3]}'
+        raise IRNError(f'{source}: does not match {what}: {which} '
+                       f'({len(missing)} missing, {len(extra)} unexpected keys)')
+    for name, p in params.items():
+        if tuple(weights[name].shape) != tuple(p.shape):
+            raise IRNError(f'{source}: {name} has shape {tuple(weights[name].shape)}, '
+                           f'the network expects {tuple(p.shape)}')
+    for name, p in params.items():
+        p.set_data(ms.Tensor(np.asarray(weights[name]).astype(np.float32)))
+
+
 def load_weights(net, path):
     """Load network weights into ``net`` after checking the file fits its architecture.
 
@@ -70,19 +91,7 @@ def load_weights(net, path):
     if block_num is not None and list(block_num) != list(net.block_num):
         raise IRNError(f'{path}: checkpoint is for scale x{2 ** len(block_num)} with blocks '
                        f'{block_num}, but the network is x{net.scale} with blocks {net.block_num}')
-    params = {p.name: p for p in net.get_parameters()}
-    missing = sorted(set(params) - set(weights))
-    extra = sorted(set(weights) - set(params))
-    if missing or extra:
-        what = f'missing {missing[:3]}' if missing else f'unexpected {extra[:3]}'
-        raise IRNError(f'{path}: does not match the x{net.scale} IRN {net.block_num}: {what} '
-                       f'({len(missing)} missing, {len(extra)} unexpected keys)')
-    for name, p in params.items():
-        if tuple(weights[name].shape) != tuple(p.shape):
-            raise IRNError(f'{path}: {name} has shape {tuple(weights[name].shape)}, '
-                           f'the network expects {tuple(p.shape)}')
-    for name, p in params.items():
-        p.set_data(ms.Tensor(weights[name].astype(np.float32)))
+    assign_weights(net, weights, path, f'the x{net.scale} IRN {net.block_num}')
     return block_num
 
 
