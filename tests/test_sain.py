@@ -20,7 +20,7 @@ from src.loss import SAINWithLoss
 from src.network.sain import SAINet, torch_state_to_sain
 from src.optim import ClippedAdam, TrainStep
 from src.sain_step import SAINStep, quantize
-from src.utils.checkpoint import assign_weights
+from src.utils.checkpoint import load_into
 
 NAME = 'sain_x2_jpeg_tiny'
 PTH = os.path.join(DATA, NAME + '.pth')
@@ -34,7 +34,7 @@ def d():
 def _net():
     weights, arch = torch_state_to_sain(read_pth(PTH), PTH)
     net = SAINet(arch['scale'], arch['e_blocks'], arch['v_blocks'], arch['gmm_components'])
-    assign_weights(net, weights, PTH)
+    load_into(net, weights, PTH)
     return net, arch
 
 

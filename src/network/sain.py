@@ -190,7 +190,7 @@ class SAINet(nn.Cell):
 
     def arch(self):
         """The architecture facts a checkpoint records."""
-        return {'model': 'SAIN', 'scale': self.scale, 'e_blocks': self.e_blocks,
+        return {'net': 'SAINet', 'scale': self.scale, 'e_blocks': self.e_blocks,
                 'v_blocks': self.v_blocks, 'gmm_components': self.gmm_components}
 
 
@@ -230,7 +230,7 @@ def torch_state_to_sain(state, path='<state>'):
                            f'{channels} channels (shape {w.shape})')
         channels *= 4
     weights = {k: np.asarray(v, dtype=np.float32) for k, v in state.items() if 'haar' not in k}
-    arch = {'model': 'SAIN', 'scale': 2 ** counts['haar_operations'],
+    arch = {'net': 'SAINet', 'scale': 2 ** counts['haar_operations'],
             'e_blocks': counts['down_operations'], 'v_blocks': counts['comp_operations'],
             'gmm_components': int(weights['gmm.gmm_para'].shape[-1])}
     return weights, arch
