@@ -75,14 +75,15 @@ class Rescaler:
     Args:
         net (InvRescaleNet): the network, weights loaded.
         dynamic (bool): one graph for every size (True) or one graph per distinct size.
+        cells: the (down, up) cells of another model with the same interfaces (default IRN's
+            :class:`DownscaleNet`, :class:`UpscaleNet`).
     """
 
-    def __init__(self, net, dynamic=True):
+    def __init__(self, net, dynamic=True, cells=None):
         self.net = net
         self.scale = net.scale
         self.z_channels = net.channel_out - net.channel_in
-        self._down = DownscaleNet(net)
-        self._up = UpscaleNet(net)
+        self._down, self._up = cells or (DownscaleNet(net), UpscaleNet(net))
         if dynamic:
             self._down.set_inputs(ms.Tensor(shape=[1, 3, None, None], dtype=ms.float32))
             self._up.set_inputs(ms.Tensor(shape=[1, 3, None, None], dtype=ms.float32),

@@ -22,7 +22,8 @@ from src.network.fast_conv import mindspore_conv
 from src.sain_step import draw_gmm_noise
 from src.utils.errors import IRNError
 
-__all__ = ['SAINDownscaleNet', 'SAINUpscaleNet', 'evaluate_sain', 'sain_z', 'HR_METRICS']
+__all__ = ['SAINDownscaleNet', 'SAINUpscaleNet', 'MixtureNet', 'evaluate_sain', 'sain_z',
+           'eval_protocol', 'protocol_text', 'evaluate_protocol', 'quality_table', 'HR_METRICS']
 
 HR_METRICS = ('psnr_rgb', 'ssim_rgb', 'psnr_y', 'ssim_y')
 
@@ -50,7 +51,9 @@ class SAINUpscaleNet(nn.Cell):
         return self.net.upscale(lr, z)
 
 
-class _Mixture(nn.Cell):
+class MixtureNet(nn.Cell):
+    """(Gumbel noise, Gaussian noise), each (1, C - 3, h, w, K) -> z from the learned mixture."""
+
     def __init__(self, net):
         super().__init__(auto_prefix=False)
         self.net = net
@@ -74,7 +77,7 @@ def _sain_cells(net):
         zc, k = net.channel_out - net.channel_in, net.gmm_components
         cached = (net, _dynamic(SAINDownscaleNet(net), (1, 3, None, None)),
                   _dynamic(SAINUpscaleNet(net), (1, 3, None, None), (1, zc, None, None)),
-                  _dynamic(_Mixture(net), (1, zc, None, None, k), (1, zc, None, None, k)))
+                  _dynamic(MixtureNet(net), (1, zc, None, None, k), (1, zc, None, None, k)))
         _CELLS.clear()
         _CELLS[id(net)] = cached
     return cached[1:]
@@ -97,18 +100,18 @@ def _codec(lr, fmt, quality):
     return out, sizes[0]
 
 
-def _upscaled_metrics(upscale, gt, scale, draws):
+def _upscaled_metrics(upscale, gt, crop, draws):
     """Metrics of ``upscale(draw)`` against ``gt`` averaged over the draws (+ the first SR)."""
     per_draw, first = [], None
     for d in range(draws):
         sr = tensor_to_uint8(upscale(d)[0])
         first = sr if first is None else first
-        per_draw.append(_pair_metrics(sr, gt, scale, 'hr'))
+        per_draw.append(_pair_metrics(sr, gt, crop, 'hr'))
     return {k: float(np.mean([m[k] for m in per_draw])) for k in per_draw[0]}, first
 
 
 def evaluate_sain(net, source, scale, fmt, qualities, seed=0, draws=1, irn=None, bicubic=False,
-                  keep_images=False):
+                  keep_images=False, crop=None):
     """Evaluate ``net`` (and the baselines) on every image of ``source`` at each quality.
 
     Args:
@@ -121,6 +124,7 @@ def evaluate_sain(net, source, scale, fmt, qualities, seed=0, draws=1, irn=None,
         irn (InvRescaleNet | None): add the IRN baseline with this network.
         bicubic (bool): add the bicubic & bicubic baseline.
         keep_images (bool): keep the uint8 LRs and the first SR of SAIN in the rows.
+        crop (int | None): border cropped before the HR metrics (default: ``scale``).
 
     Returns:
         list[dict]: one row per (image, method, quality): ``name``, ``method`` ('SAIN', 'IRN',
@@ -133,6 +137,7 @@ def evaluate_sain(net, source, scale, fmt, qualities, seed=0, draws=1, irn=None,
         raise IRNError(f'the IRN baseline is x{irn.scale}, SAIN is x{scale}')
     if int(draws) < 1:
         raise IRNError(f'z draws must be >= 1, got {draws}')
+    crop = scale if crop is None else crop
     down, up, mixture = _sain_cells(net)
     rows = []
     for index, (name, hr) in enumerate(source):
@@ -160,7 +165,7 @@ def evaluate_sain(net, source, scale, fmt, qualities, seed=0, draws=1, irn=None,
                     return up(ms.Tensor(lr_c), ms.Tensor(z)).asnumpy()
 
             lr_c, nbytes = _codec(lr_q, fmt, quality)
-            res, sr = _upscaled_metrics(lambda d: sain_up(d, lr_c), gt, scale, int(draws))
+            res, sr = _upscaled_metrics(lambda d: sain_up(d, lr_c), gt, crop, int(draws))
             row = {**base, 'method': 'SAIN', 'bytes': nbytes, 'bpp': bits_per_pixel(nbytes, h, w),
                    **res, **lr_metrics}
             if keep_images:
@@ -175,26 +180,121 @@ def evaluate_sain(net, source, scale, fmt, qualities, seed=0, draws=1, irn=None,
                     with mindspore_conv():
                         return irn_up(ms.Tensor(irn_c), ms.Tensor(z)).asnumpy()
 
-                res, _ = _upscaled_metrics(irn_sr, gt, scale, int(draws))
+                res, _ = _upscaled_metrics(irn_sr, gt, crop, int(draws))
                 rows.append({**base, 'method': 'IRN', 'bytes': nbytes,
                              'bpp': bits_per_pixel(nbytes, h, w), **res})
             if bicubic:
                 bic_lr = bic8.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)
                 bic_c, nbytes = _codec(bic_lr, fmt, quality)
                 sr = imresize(bic_c[0].transpose(1, 2, 0).astype(np.float64), scale)
-                res = _pair_metrics(tensor_to_uint8(sr.transpose(2, 0, 1)), gt, scale, 'hr')
+                res = _pair_metrics(tensor_to_uint8(sr.transpose(2, 0, 1)), gt, crop, 'hr')
                 rows.append({**base, 'method': 'bicubic', 'draws': 0, 'bytes': nbytes,
                              'bpp': bits_per_pixel(nbytes, h, w), **res})
     return rows
 
 
-def summarize_sain(rows):
-    """{(method, quality): means of bpp and the HR metrics (and LR metrics for SAIN)}."""
-    out = {}
-    for key in sorted({(r['method'], r['quality']) for r in rows}, key=lambda k: (k[0], k[1] or 101)):
-        group = [r for r in rows if (r['method'], r['quality']) == key]
-        fields = ['bpp', *HR_METRICS] + [k for k in group[0] if k.startswith('lr_')]
-        out[key] = {f: float(np.mean([r[f] for r in group if np.isfinite(r[f])] or [np.nan]))
-                    for f in fields}
-        out[key]['images'] = len(group)
+METHODS = (('bicubic', 'Bicubic & Bicubic'), ('IRN', 'IRN'), ('SAIN', 'SAIN'))
+
+
+def _tag(quality):
+    return 'raw' if quality is None else f'q{quality}'
+
+
+def eval_protocol(opt, args):
+    """val.py's protocol for SAIN from its flags (``args``) and the config (json-able)."""
+    v, test = opt['val'], opt['test']
+    fmt = (getattr(args, 'format', None) or test['format']).upper()
+    qualities = list(getattr(args, 'qualities', None) or test['qualities'])
+    for q in qualities:
+        if not (1 <= q <= 100 or q == -1):
+            raise IRNError(f'--qualities: {q} is not a codec quality 1..100 (or -1: no codec)')
+    draws = args.z_draws if getattr(args, 'z_draws', None) is not None else v['z_draws']
+    if draws < 1:
+        raise IRNError(f'--z_draws must be >= 1, got {draws}')
+    seed = args.seed if getattr(args, 'seed', None) is not None else v['seed']
+    methods = ['SAIN'] + (['IRN'] if getattr(args, 'irn_ckpt', None) else []) + \
+        ([] if getattr(args, 'no_bicubic', False) else ['bicubic'])
+    crop = opt['crop_border'] if opt['crop_border'] is not None else opt['scale']
+    metrics = ['draws', *[f'lr_{k}' for k in HR_METRICS]]
+    for method in methods:
+        for q in qualities:
+            metrics += [f'{method}_{_tag(None if q == -1 else q)}_{k}'
+                        for k in ('bpp',) + HR_METRICS]
+    return {'scale': opt['scale'], 'format': 'WebP' if fmt == 'WEBP' else 'JPEG',
+            'qualities': qualities, 'z': 'learned Gaussian mixture (hard Gumbel-softmax)',
+            'z_draws': int(draws), 'seed': int(seed), 'crop': crop, 'methods': methods,
+            'irn_ckpt': getattr(args, 'irn_ckpt', None), 'codec': 'OpenCV (libjpeg-turbo / libwebp)',
+            'metrics': metrics}
+
+
+def protocol_text(p):
+    """SAIN's protocol in one line: codec, qualities, z draws and seed, crop, baselines."""
+    qs = ', '.join('none' if q == -1 else str(q) for q in p['qualities'])
+    return (f"x{p['scale']} | Q(HQ LR) -> {p['format']} q {qs} ({p['codec']}) -> z from the "
+            f"learned mixture, seed {p['seed']}, {p['z_draws']} draw(s) averaged -> inverse | "
+            f"HR: uint8, crop {p['crop']} px, Y = MATLAB rgb2ycbcr | bpp: LR file bits per HR "
+            f"pixel | methods: {', '.join(p['methods'])}")
+
+
+_IRN = {}
+
+
+def _irn_net(path, scale):
+    if path not in _IRN:
+        from src.models import load_network
+        _IRN.clear()
+        _IRN[path] = load_network(path, scale)
+    return _IRN[path]
+
+
+def evaluate_protocol(net, images, protocol, keep_images=False):
+    """val.py's per-image rows: one row per image, a column per method, quality and metric."""
+    qualities = [None if q == -1 else q for q in protocol['qualities']]
+    irn = _irn_net(protocol['irn_ckpt'], protocol['scale']) if protocol['irn_ckpt'] else None
+    rows = evaluate_sain(net, images, protocol['scale'], protocol['format'], qualities,
+                         protocol['seed'], protocol['z_draws'], irn,
+                         'bicubic' in protocol['methods'], keep_images, protocol['crop'])
+    out, by_name = [], {}
+    for r in rows:
+        row = by_name.get(r['name'])
+        if row is None:
+            row = by_name[r['name']] = {'name': r['name'], 'draws': r['draws']}
+            out.append(row)
+        prefix = f"{r['method']}_{_tag(r['quality'])}_"
+        row.update({prefix + k: r[k] for k in ('bpp',) + HR_METRICS})
+        row.update({k: v for k, v in r.items() if k.startswith('lr_')})
+        if 'images' in r:
+            row.setdefault('images', {}).update(
+                {f"{kind}_{_tag(r['quality'])}": img for kind, img in r['images'].items()})
     return out
+
+
+def quality_table(sets, protocol):
+    """The paper's layout per set: a row per method, a column per quality, PSNR / SSIM on Y,
+    then on RGB, then the bpp of the compressed LR."""
+    from src.report import _fmt
+    qs = [None if q == -1 else q for q in protocol['qualities']]
+    heads = ['method'] + [('no codec' if q is None else f"{protocol['format']} QF {q}") for q in qs]
+    blocks = []
+    for name, s in sets.items():
+        m = s['mean']
+        for title, keys in (('PSNR / SSIM, Y', ('psnr_y', 'ssim_y')),
+                            ('PSNR / SSIM, RGB', ('psnr_rgb', 'ssim_rgb')), ('bpp', ('bpp',))):
+            body = []
+            for method, label in METHODS:
+                if method not in protocol['methods']:
+                    continue
+                cells = []
+                for q in qs:
+                    p = f'{method}_{_tag(q)}_'
+                    if keys == ('bpp',):
+                        cells.append(_fmt(m.get(p + 'bpp'), 3))
+                    else:
+                        cells.append(f"{_fmt(m.get(p + keys[0]), 2)} / {_fmt(m.get(p + keys[1]), 4)}")
+                body.append([label] + cells)
+            widths = [max(len(r[i]) for r in [heads] + body) for i in range(len(heads))]
+            line = lambda r: '  '.join(v.ljust(widths[0]) if i == 0 else v.rjust(widths[i])
+                                       for i, v in enumerate(r))
+            blocks.append('\n'.join([f"{name} ({len(s['images'])} images): {title}", line(heads),
+                                     '  '.join('-' * w for w in widths)] + [line(r) for r in body]))
+    return '\n\n'.join(blocks)

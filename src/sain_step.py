@@ -22,11 +22,12 @@ def quantize(x):
 
 def draw_gmm_noise(rng, z_shape, components):
     """(gumbel, eps) for a latent of ``z_shape``: -log(E), E ~ Exp(1), then N(0, 1), each
-    ``z_shape + (components,)`` float32, drawn in that order from the numpy generator ``rng``."""
+    ``z_shape + (components,)``, drawn in that order from the numpy generator ``rng`` in float32
+    (the order the authors' sampler draws them in)."""
     shape = tuple(z_shape) + (components,)
-    gumbel = (-np.log(np.maximum(rng.standard_exponential(shape), 1e-300))).astype(np.float32)
-    eps = rng.standard_normal(shape).astype(np.float32)
-    return gumbel, eps
+    exp = rng.standard_exponential(shape, dtype=np.float32)
+    gumbel = -np.log(np.maximum(exp, np.finfo(np.float32).tiny))
+    return gumbel, rng.standard_normal(shape, dtype=np.float32)
 
 
 class ForwardTap(nn.Cell):

@@ -42,5 +42,5 @@ def test_noise_draw_order_and_shapes():
     gumbel, eps = draw_gmm_noise(a, (2, 9, 3, 5), 5)
     b = np.random.default_rng(4)
     assert gumbel.shape == eps.shape == (2, 9, 3, 5, 5) and gumbel.dtype == np.float32
-    np.testing.assert_array_equal(gumbel, (-np.log(b.standard_exponential((2, 9, 3, 5, 5)))).astype(np.float32))
-    np.testing.assert_array_equal(eps, b.standard_normal((2, 9, 3, 5, 5)).astype(np.float32))
+    np.testing.assert_array_equal(gumbel, -np.log(b.standard_exponential((2, 9, 3, 5, 5), np.float32)))
+    np.testing.assert_array_equal(eps, b.standard_normal((2, 9, 3, 5, 5), np.float32))

@@ -188,6 +188,11 @@ class SAINet(nn.Cell):
         haar = sum(16 * op.channel_in for op in self.haar_operations)
         return trainable + haar, trainable
 
+    @staticmethod
+    def from_torch(state, path):
+        """The authors' state_dict -> (our weights, architecture record)."""
+        return torch_state_to_sain(state, path)
+
     def arch(self):
         """The architecture facts a checkpoint records."""
         return {'net': 'SAINet', 'scale': self.scale, 'e_blocks': self.e_blocks,
