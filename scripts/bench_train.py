@@ -2,9 +2,12 @@
 
     python scripts/benchmark.py train --scale 4 --batch 16 --patch 144 --modes plain recompute invertible
     python scripts/benchmark.py train --batch 16 24 32 --modes plain --steps 0   # what fits
+    python scripts/benchmark.py train --config src/options/train_SAIN_JPEG_x2.yml --patch 128 --modes plain
 
 Each mode runs in its own process (so its peak RSS is its own) on random data with the paper's
-optimiser settings; the first step (graph compilation included) is reported separately.
+optimiser settings; the first step (graph compilation included) is reported separately. With
+``--config`` another model of the family is timed through its own ``train_step`` (for SAIN this
+includes the host work of a step: the forward graph, both real-codec round trips and the noise).
 """
 import argparse
 import json
@@ -35,27 +38,33 @@ def run_one(args):
                  f'train.memory_mode={args.mode}']
     if args.micro_batch:
         overrides.append(f'train.micro_batch={args.micro_batch}')
-    opt = load_config(os.path.join(ROOT, 'src', 'options', f'train_IRN_x{s}.yml'), overrides)
+    config = args.config or os.path.join(ROOT, 'src', 'options', f'train_IRN_x{s}.yml')
+    opt = load_config(config, overrides)
+    s = opt['scale']
     model = create_model(opt)
     model.setup_training()
     net, step = model.net, model.step
     rng = np.random.default_rng(0)
-    hr = Tensor(rng.random((b, 3, p, p), dtype=np.float32))
-    lr_ref = Tensor(rng.random((b, 3, p // s, p // s), dtype=np.float32))
+    hr_np = rng.random((b, 3, p, p), dtype=np.float32)
+    lr_np = rng.random((b, 3, p // s, p // s), dtype=np.float32)
+    hr, lr_ref = Tensor(hr_np), Tensor(lr_np)
     z = Tensor(rng.standard_normal((b, 3 * s * s - 3, p // s, p // s), dtype=np.float32))
     lr = Tensor(2e-4, ms.float32)
     times = []
     for _ in range(args.steps + 1):
         start = time.time()
-        out = step(hr, lr_ref, z, lr)
-        out[0].asnumpy()
+        if model.name == 'IRN':
+            step(hr, lr_ref, z, lr)[0].asnumpy()
+        else:
+            model.train_step((hr_np, lr_np), lr, rng)
         times.append(time.time() - start)
     fwd_start = time.time()
-    net(hr).asnumpy()
-    net(hr).asnumpy()
+    for _ in range(2):
+        out = net(hr)
+        (out[0] if isinstance(out, tuple) else out).asnumpy()
     forward = (time.time() - fwd_start) / 2
     print(json.dumps({
-        'scale': s, 'batch': b, 'patch': p, 'mode': args.mode,
+        'model': model.name, 'scale': s, 'batch': b, 'patch': p, 'mode': args.mode,
         'micro_batch': args.micro_batch or b, 'conv': backend(), 'first_step_s': round(times[0], 1),
         'step_s': round(float(np.median(times[1:])), 2) if len(times) > 1 else None, 'forward_s': round(forward, 2),
         'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)}),
@@ -90,7 +99,9 @@ def run_child(cmd, max_rss_gb):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--scale', type=int, default=4, choices=(2, 4, 8))
+    parser.add_argument('--scale', type=int, default=4, choices=(2, 4, 8),
+                        help='IRN: train_IRN_x<scale>.yml (ignored with --config)')
+    parser.add_argument('--config', help='training config of any model (default: IRN at --scale)')
     parser.add_argument('--batch', type=int, nargs='+', default=[16],
                         help='one or more batch sizes, tried in increasing order per mode; a mode '
                              'stops at the first that does not fit (the largest that fits is reported)')
@@ -115,6 +126,8 @@ def main():
                    '--steps', str(args.steps), '--device_target', args.device_target]
             if args.micro_batch:
                 cmd += ['--micro_batch', str(args.micro_batch)]
+            if args.config:
+                cmd += ['--config', args.config]
             out, err, code, killed = run_child(cmd, args.max_rss_gb)
             lines = [l for l in out.splitlines() if l.startswith('{')]
             if code != 0 or not lines:

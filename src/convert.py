@@ -1,10 +1,11 @@
-"""Convert the authors' PyTorch IRN weights (.pth) to a MindSpore checkpoint, without PyTorch.
+"""Convert the authors' PyTorch weights (.pth: IRN, SAIN) to a MindSpore checkpoint, without PyTorch.
 
 A .pth written by ``torch.save(state_dict)`` is a zip holding ``data.pkl`` (a pickle whose
 tensors refer to raw storages by key) and ``data/<key>`` files with the little-endian bytes.
 Only the handful of classes such a state dict uses may be unpickled.
 
 Usage: python -m src.convert IRN_x4.pth irn_x4.ckpt [--scale 4]
+       python -m src.convert SAINx2_JPEG.pth sain_x2_jpeg.ckpt [--scale 2]
 """
 import argparse
 import collections
@@ -133,7 +134,21 @@ def torch_to_irn(state, path):
 
 
 def convert(src, dst, scale=None):
-    """Convert ``src`` (.pth) to ``dst`` (.ckpt); checks every key and shape. Returns block_num."""
+    """Convert ``src`` (.pth) to ``dst`` (.ckpt); checks every key and shape.
+
+    The model is the one whose key names the file holds (IRN's ``operations.N``, SAIN's
+    ``down_operations`` / ``comp_operations`` / ``gmm``; anything else is checked as IRN).
+    Returns ``(model name, architecture record)``.
+    """
+    from src.models import checkpoint_model
+    cls, _ = checkpoint_model(src)
+    if cls.name != 'IRN':
+        from src.config import load_config
+        from src.models import create_model
+        model = create_model(load_config(model=cls.name))
+        net = model.load_net(src, expect_scale=scale)
+        model.save_net(dst, net)
+        return cls.name, net.arch()
     from src.network import InvRescaleNet
     from src.utils.checkpoint import load_weights, save_weights
     weights, block_num = torch_state_to_ours(read_pth(src), src)
@@ -144,21 +159,26 @@ def convert(src, dst, scale=None):
     load_weights(net, src)  # checks names and shapes against a real network
     save_weights({p.name: p.asnumpy() for p in net.get_parameters()}, dst,
                  {'model': 'IRN', **net.arch()})
-    return block_num
+    return 'IRN', net.arch()
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='Convert authors\' IRN .pth weights to MindSpore .ckpt')
-    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth')
+    parser = argparse.ArgumentParser(description="Convert the authors' .pth weights (IRN, SAIN) "
+                                     'to a MindSpore .ckpt')
+    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth or SAINx2_JPEG.pth')
     parser.add_argument('dst', help='output MindSpore checkpoint, e.g. irn_x4.ckpt')
     parser.add_argument('--scale', type=int, choices=(2, 4, 8), help='expected scale (checked)')
     args = parser.parse_args(argv)
     try:
-        block_num = convert(args.src, args.dst, args.scale)
+        name, arch = convert(args.src, args.dst, args.scale)
     except IRNError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
-    print(f'wrote {args.dst}: x{2 ** len(block_num)} IRN, blocks {block_num}')
+    from src.utils.checkpoint import describe_arch
+    if name == 'IRN':
+        print(f"wrote {args.dst}: x{arch['scale']} IRN, blocks {arch['block_num']}")
+    else:
+        print(f'wrote {args.dst}: {name} {describe_arch(arch)}')
     return 0
 
 

@@ -108,8 +108,8 @@ class GaussianMixture(nn.Cell):
         """
         probs, mu, std = self.parts()
         soft = _f64(_softmax, _f64(ops.log, probs) + gumbel)
-        hot = ops.argmax(soft, -1, keepdim=True)
-        hard = (ops.arange(self.components).astype(hot.dtype) == hot).astype(ms.float32)
+        hot = ops.argmax(soft, -1, keepdim=True).astype(ms.float32)  # float: exports to ONNX
+        hard = (ops.arange(self.components).astype(ms.float32) == hot).astype(ms.float32)
         comp = hard - ops.stop_gradient(soft) + soft
         return (comp * (mu + eps * std)).sum(-1)
 
