@@ -199,7 +199,10 @@ class SAINModel(Model):
     # ------------------------------------------------------------------ evaluation
     def eval_protocol(self, args):
         from src.sain_eval import eval_protocol
-        return eval_protocol(self.opt, args)
+        protocol = eval_protocol(self.opt, args)
+        self.metrics = protocol['metrics']  # one column per method, quality and metric
+        self.report_columns = protocol_columns(protocol)
+        return protocol
 
     def protocol_text(self, protocol):
         from src.sain_eval import protocol_text
@@ -207,8 +210,6 @@ class SAINModel(Model):
 
     def evaluate_set(self, net, images, protocol, keep_images=False):
         from src.sain_eval import evaluate_protocol
-        self.metrics = protocol['metrics']
-        self.report_columns = protocol_columns(protocol)
         return evaluate_protocol(net, images, protocol, keep_images)
 
     def summary_table(self, sets, protocol):
