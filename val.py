@@ -104,7 +104,7 @@ def main(argv=None):
     from src.data.io import write_png
     from src.data.sources import ValidationSource
     from src.models import create_model
-    from src.report import image_table, set_table, write_csv, write_json
+    from src.report import image_table, write_csv, write_json
     from src.utils.checkpoint import describe_arch
     from src.utils.device import setup_device
     from src.utils.graphs import compilations
@@ -132,7 +132,7 @@ def main(argv=None):
         print(image_table(name, results, model.report_columns))
     print()
     print(f'Summary ({model.protocol_text(protocol)})')
-    print(set_table(sets, model.report_columns))
+    print(model.summary_table(sets, protocol))
     print(f'graphs compiled: {compilations()} (one per direction and distinct image size)')
     report = {'model': model.name, 'checkpoint': os.path.abspath(ckpt), 'arch': net.arch(),
               'protocol': protocol, 'command': ' '.join(sys.argv), 'sets': sets}

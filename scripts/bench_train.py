@@ -4,11 +4,16 @@
     python scripts/benchmark.py train --batch 16 24 32 --modes plain --steps 0   # what fits
     python scripts/benchmark.py train --scale 4 --batch 16 --modes plain --runs 3 \
         --torch_python /work/torchvenv/bin/python      # ours vs PyTorch, interleaved, medians
-    python scripts/benchmark.py train --scale 4 --variants IRN IRN_E --modes plain   # IRN_E vs IRN
+    python scripts/benchmark.py train --configs src/options/train_IRN_x4.yml \
+        src/options/train_IRN_E_x4.yml --modes plain    # IRN_E vs IRN in one run
+    python scripts/benchmark.py train --configs src/options/train_SAIN_JPEG_x2.yml --patch 128
 
-Each mode runs in its own process (so its peak RSS is its own) on random data with the paper's
-optimiser settings; the first step (graph compilation included) is reported separately.
-``--compile_cache`` uses train.py's compile cache (run twice: the second first step loads it).
+Each setting runs in its own process (so its peak RSS is its own) on random data with the
+config's optimiser settings; the first step (graph compilation included) is reported separately.
+``--configs`` times any model of the family through its own ``train_step`` (for SAIN this
+includes the host work of a step: the forward graph, both real-codec round trips and the
+noise); the default is IRN's paper config at ``--scale``. ``--compile_cache`` uses train.py's
+compile cache (run twice: the second first step loads it).
 """
 import argparse
 import contextlib
@@ -21,23 +26,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-VARIANTS = ('IRN', 'IRN_E')
-
-
-def variant_config(variant, scale):
-    """(yml, overrides) of a variant: IRN's paper config, or IRN_E (all Haar levels first, as
-    many blocks as IRN in total; train_IRN_E_x4.yml where it exists)."""
-    options = os.path.join(ROOT, 'src', 'options')
-    if variant == 'IRN':
-        return os.path.join(options, f'train_IRN_x{scale}.yml'), []
-    own = os.path.join(options, f'train_IRN_E_x{scale}.yml')
-    if os.path.isfile(own):
-        return own, []
-    levels = scale.bit_length() - 1
-    return (os.path.join(options, f'train_IRN_x{scale}.yml'),
-            ['network_G.which_model_G.down_first=true', f'network_G.block_num=[{8 * levels}]'])
 
 
 def run_one(args):
@@ -56,20 +44,19 @@ def run_one(args):
         from mindspore.graph._parse import compile_config
         compile_config.COMPILE_PROFILE = '1'
     setup_device(args.device_target)
-    s, b, p = args.scale, args.batch, args.patch
+    b, p = args.batch, args.patch
     overrides = [f'datasets.train.batch_size={b}', f'datasets.train.GT_size={p}',
                  f'train.memory_mode={args.mode}']
     if args.micro_batch:
         overrides.append(f'train.micro_batch={args.micro_batch}')
-    yml, extra = variant_config(args.variant, s)
-    opt = load_config(yml, overrides + extra)
+    opt = load_config(args.config, overrides)
+    s = opt['scale']
     model = create_model(opt)
     model.setup_training()
-    net, step = model.net, model.step
+    net = model.net
     rng = np.random.default_rng(0)
-    hr = Tensor(rng.random((b, 3, p, p), dtype=np.float32))
-    lr_ref = Tensor(rng.random((b, 3, p // s, p // s), dtype=np.float32))
-    z = Tensor(rng.standard_normal((b, 3 * s * s - 3, p // s, p // s), dtype=np.float32))
+    batch = model.example_batch(rng, b, p)
+    hr = Tensor(batch[0])
     lr = Tensor(2e-4, ms.float32)
     key = {'graph': 'bench_train_step', 'scale': s, 'batch': b, 'patch': p, 'mode': args.mode,
            'micro_batch': args.micro_batch, 'device': args.device_target, 'conv': backend()}
@@ -77,18 +64,18 @@ def run_one(args):
     for _ in range(args.steps + 1):
         start, used = time.time(), _cpu_s()
         with graph_cache(key) if args.compile_cache else contextlib.nullcontext():
-            out = step(hr, lr_ref, z, lr)
-        out[0].asnumpy()
+            model.train_step(batch, lr, rng)
         times.append(time.time() - start)
         cpu.append(_cpu_s() - used)
     fwd_start = time.time()
-    net(hr).asnumpy()
-    net(hr).asnumpy()
+    for _ in range(2):
+        out = net(hr)
+        (out[0] if isinstance(out, tuple) else out).asnumpy()
     forward = (time.time() - fwd_start) / 2
     print(json.dumps({
-        'variant': args.variant, 'blocks': net.block_num, 'scale': s, 'batch': b, 'patch': p,
-        'mode': args.mode, 'micro_batch': args.micro_batch or b, 'conv': backend(),
-        'compile_cache': args.compile_cache,
+        'config': os.path.basename(args.config), 'model': model.name, 'arch': net.arch(),
+        'batch': b, 'patch': p, 'mode': args.mode, 'micro_batch': args.micro_batch or b,
+        'conv': backend(), 'compile_cache': args.compile_cache,
         'first_step_s': round(times[0], 1), 'first_step_cpu_s': round(cpu[0], 1),
         'step_s': round(float(np.median(times[1:])), 2) if len(times) > 1 else None, 'forward_s': round(forward, 2),
         'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)}),
@@ -128,10 +115,10 @@ def run_child(cmd, max_rss_gb):
         return out.read(), err.read(), proc.returncode, killed
 
 
-def _ours(args, mode, batch, variant='IRN'):
+def _ours(args, mode, batch, config):
     """One process of ours: its JSON row, or a row saying why it failed."""
-    cmd = [sys.executable, os.path.abspath(__file__), '--mode', mode, '--variant', variant,
-           '--scale', str(args.scale), '--batch', str(batch), '--patch', str(args.patch),
+    cmd = [sys.executable, os.path.abspath(__file__), '--mode', mode, '--config', config,
+           '--batch', str(batch), '--patch', str(args.patch),
            '--steps', str(args.steps), '--device_target', args.device_target]
     if args.compile_cache:
         cmd.append('--compile_cache')
@@ -139,7 +126,7 @@ def _ours(args, mode, batch, variant='IRN'):
         cmd.append('--compile_profile')
     if args.micro_batch:
         cmd += ['--micro_batch', str(args.micro_batch)]
-    return _row(cmd, args, {'variant': variant, 'scale': args.scale, 'batch': batch,
+    return _row(cmd, args, {'config': os.path.basename(config), 'batch': batch,
                             'patch': args.patch, 'mode': mode})
 
 
@@ -160,12 +147,12 @@ def compare(args):
     import numpy as np
     here = os.path.dirname(os.path.abspath(__file__))
     for batch in args.batch:
-        rows = {(v, m): [] for v in args.variants for m in args.modes}
+        rows = {(c, m): [] for c in args.configs for m in args.modes}
         ref = []
         for _ in range(args.runs):
-            for variant, mode in rows:
-                rows[variant, mode].append(_ours(args, mode, batch, variant))
-                print(json.dumps(rows[variant, mode][-1]), flush=True)
+            for config, mode in rows:
+                rows[config, mode].append(_ours(args, mode, batch, config))
+                print(json.dumps(rows[config, mode][-1]), flush=True)
             if args.torch_python:
                 ref.append(_row([args.torch_python, os.path.join(here, 'bench_torch_reference.py'),
                                  '--json', '--scale', str(args.scale), '--batch', str(batch),
@@ -174,12 +161,13 @@ def compare(args):
                 print(json.dumps(ref[-1]), flush=True)
         ok_ref = [r['step_s'] for r in ref if 'failed' not in r]
         torch_step = float(np.median(ok_ref)) if ok_ref else None
-        for (variant, mode), runs in rows.items():
+        for (config, mode), runs in rows.items():
             ok = [r for r in runs if 'failed' not in r and r['step_s'] is not None]
             if not ok:
                 continue
             step = float(np.median([r['step_s'] for r in ok]))
-            summary = {'summary': mode, 'variant': variant, 'scale': args.scale, 'batch': batch, 'patch': args.patch,
+            summary = {'summary': mode, 'config': os.path.basename(config), 'batch': batch,
+                       'patch': args.patch,
                        'runs': len(ok), 'step_s_median': round(step, 2),
                        'first_step_s_median': float(np.median([r['first_step_s'] for r in ok])),
                        'peak_rss_gb_median': float(np.median([r['peak_rss_gb'] for r in ok]))}
@@ -192,14 +180,17 @@ def compare(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--scale', type=int, default=4, choices=(2, 4, 8))
+    parser.add_argument('--scale', type=int, default=4, choices=(2, 4, 8),
+                        help="IRN's train_IRN_x<scale>.yml when --configs is not given, and the "
+                             "PyTorch reference's scale")
+    parser.add_argument('--configs', nargs='+',
+                        help='training configs of any models to time in this run (default: IRN at '
+                             '--scale), e.g. train_IRN_x4.yml train_IRN_E_x4.yml')
     parser.add_argument('--batch', type=int, nargs='+', default=[16],
                         help='one or more batch sizes, tried in increasing order per mode; a mode '
                              'stops at the first that does not fit (the largest that fits is reported)')
     parser.add_argument('--patch', type=int, default=144)
     parser.add_argument('--modes', nargs='+', default=['plain', 'recompute', 'invertible'])
-    parser.add_argument('--variants', nargs='+', default=['IRN'], choices=VARIANTS,
-                        help='networks to time in this run (IRN_E: all downsampling first)')
     parser.add_argument('--micro_batch', type=int, default=None)
     parser.add_argument('--steps', type=int, default=2, help='timed steps after the first')
     parser.add_argument('--max_rss_gb', type=float, default=22.0,
@@ -216,25 +207,27 @@ def main():
     parser.add_argument('--torch_python', default=os.environ.get('IRN_TORCH_PYTHON'),
                         help='python of an environment with torch: also time the PyTorch reference '
                              '(scripts/bench_torch_reference.py, --steps + 1 steps, median)')
-    parser.add_argument('--mode', help=argparse.SUPPRESS)  # internal: run one mode here
-    parser.add_argument('--variant', default='IRN', help=argparse.SUPPRESS)
+    parser.add_argument('--mode', help=argparse.SUPPRESS)  # internal: run one setting here
+    parser.add_argument('--config', help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.configs = [os.path.abspath(c) for c in args.configs or
+                    [os.path.join(ROOT, 'src', 'options', f'train_IRN_x{args.scale}.yml')]]
     if args.mode:
         args.batch = args.batch[0]
         run_one(args)
         return
     if args.runs > 1 or args.torch_python:
         return compare(args)
-    for variant, mode in ((v, m) for v in args.variants for m in args.modes):
+    for config, mode in ((c, m) for c in args.configs for m in args.modes):
         largest = None
         for batch in sorted(args.batch):
-            row = _ours(args, mode, batch, variant)
+            row = _ours(args, mode, batch, config)
             print(json.dumps(row), flush=True)
             if 'failed' in row:
                 break
             largest = batch
         if len(args.batch) > 1:
-            print(json.dumps({'variant': variant, 'mode': mode, 'patch': args.patch,
+            print(json.dumps({'config': os.path.basename(config), 'mode': mode, 'patch': args.patch,
                               'micro_batch': args.micro_batch,
                               'largest_batch_tried_that_fits': largest,
                               'max_rss_gb': args.max_rss_gb}), flush=True)

@@ -82,14 +82,16 @@ class Rescaler:
         net (InvRescaleNet): the network, weights loaded.
         dynamic (bool): instead, one dynamic-shape graph per direction for every size, with
             MindSpore's Conv2D (the fast convolution needs static shapes); much slower on CPU.
+        cells: the (down, up) cells of another model with the same interfaces (default IRN's
+            :class:`DownscaleNet`, :class:`UpscaleNet`).
     """
 
-    def __init__(self, net, dynamic=False):
+    def __init__(self, net, dynamic=False, cells=None):
         self.net = net
         self.scale = net.scale
         self.z_channels = net.channel_out - net.channel_in
         self.dynamic = dynamic
-        down, up = DownscaleNet(net), UpscaleNet(net)
+        down, up = cells or (DownscaleNet(net), UpscaleNet(net))
         if dynamic:
             down.set_inputs(ms.Tensor(shape=[1, 3, None, None], dtype=ms.float32))
             up.set_inputs(ms.Tensor(shape=[1, 3, None, None], dtype=ms.float32),

@@ -75,9 +75,11 @@ def build_optimizer(net, opt):
 class TrainStep(nn.Cell):
     """One optimisation step: losses, gradients, (all-reduce), clipping, Adam.
 
-    ``construct(hr, lr_ref, z_noise, lr)`` -> ``(loss, l_fit, l_ce, l_rec, grad_norm, applied)``.
-    ``grad_reducer`` is an ``nn.DistributedGradReducer`` in data-parallel runs, identity
-    otherwise. A non-finite loss or gradient norm skips the update (``applied`` is False).
+    ``construct(*inputs, lr)`` -> ``(loss, *other_terms, grad_norm, applied)``: ``inputs`` are
+    what ``net_with_loss`` takes (IRN: hr, lr_ref, z_noise), whose outputs are the total loss
+    followed by the logged terms. ``grad_reducer`` is an ``nn.DistributedGradReducer`` in
+    data-parallel runs, identity otherwise. A non-finite loss or gradient norm skips the update
+    (``applied`` is False).
     """
 
     def __init__(self, net_with_loss, optimizer, grad_reducer=None):
@@ -88,13 +90,13 @@ class TrainStep(nn.Cell):
         self.grad_fn = ops.value_and_grad(net_with_loss, None, self.weights, has_aux=True)
         self.grad_reducer = grad_reducer if grad_reducer is not None else ops.identity
 
-    def construct(self, hr, lr_ref, z_noise, lr):
-        (loss, l_fit, l_ce, l_rec), grads = self.grad_fn(hr, lr_ref, z_noise)
+    def construct(self, *args):
+        terms, grads = self.grad_fn(*args[:-1])
         grads = self.grad_reducer(grads)
         norm = self.optimizer.global_norm(grads)
-        ok = ops.logical_and(ops.isfinite(loss), ops.isfinite(norm))
-        norm = self.optimizer(grads, lr, ok)
-        return loss, l_fit, l_ce, l_rec, norm, ok
+        ok = ops.logical_and(ops.isfinite(terms[0]), ops.isfinite(norm))
+        norm = self.optimizer(grads, args[-1], ok)
+        return terms + (norm, ok)
 
 
 def resolve_memory_mode(mode):
@@ -109,9 +111,9 @@ def resolve_memory_mode(mode):
 def build_train_step(net_with_loss, optimizer, opt, grad_reducer=None):
     """The train step the config asks for (``train.memory_mode``, ``train.micro_batch``).
 
-    Every variant is called as ``step(hr, lr_ref, z_noise, lr)`` and returns
-    ``(loss, l_fit, l_ce, l_rec, grad_norm, applied)``; all compute the same update and differ
-    only in memory and time (see src/backprop.py).
+    Every variant is called as ``step(*inputs, lr)`` (IRN: hr, lr_ref, z_noise) and returns
+    ``(loss, *terms, grad_norm, applied)``; all compute the same update and differ only in
+    memory and time (see src/backprop.py).
     """
     from src.backprop import AccumulatingStep, BlockwiseGrad, PlainGrad
     mode = resolve_memory_mode(opt['train']['memory_mode'])

@@ -80,6 +80,19 @@ def dense_block(x, w, half=False):
     return out.astype(ms.float32) if half else out
 
 
+def affine_forward(x2, y1, w_gh, clamp, half=False):
+    """The affine half of a coupling: x2 * exp(s) + G(y1), s = clamp * (2 sigmoid(H(y1)) - 1).
+
+    ``w_gh`` = G then H weights (20). Shared by IRN's block and SAIN's enhanced block.
+    """
+    return x2 * exp_scale(dense_block(y1, w_gh[10:], half), clamp, half) + dense_block(y1, w_gh[:10], half)
+
+
+def affine_inverse(y2, y1, w_gh, clamp, half=False):
+    """Exact inverse of :func:`affine_forward` in ``x2``: (y2 - G(y1)) / exp(s)."""
+    return (y2 - dense_block(y1, w_gh[:10], half)) / exp_scale(dense_block(y1, w_gh[10:], half), clamp, half)
+
+
 def coupling_forward(x, w, split, clamp, half=False):
     """Affine coupling y = (x1 + F(x2), x2 * exp(s(y1)) + G(y1)); ``w`` = F, G, H weights (30).
 
@@ -87,14 +100,13 @@ def coupling_forward(x, w, split, clamp, half=False):
     """
     x1, x2 = x[:, :split], x[:, split:]
     y1 = x1 + dense_block(x2, w[:10], half)
-    y2 = x2 * exp_scale(dense_block(y1, w[20:], half), clamp, half) + dense_block(y1, w[10:20], half)
-    return ops.cat((y1, y2), 1)
+    return ops.cat((y1, affine_forward(x2, y1, w[10:], clamp, half)), 1)
 
 
 def coupling_inverse(y, w, split, clamp, half=False):
     """Exact inverse of :func:`coupling_forward`."""
     y1, y2 = y[:, :split], y[:, split:]
-    x2 = (y2 - dense_block(y1, w[10:20], half)) / exp_scale(dense_block(y1, w[20:], half), clamp, half)
+    x2 = affine_inverse(y2, y1, w[10:], clamp, half)
     x1 = y1 - dense_block(x2, w[:10], half)
     return ops.cat((x1, x2), 1)
 
