@@ -187,10 +187,8 @@ class Trainer:
                 self.log.warning('iter %d: skipped a bad training image (datasets.train.'
                                  'skip_bad_images): %s (%d skipped so far)', self.iteration + 1,
                                  message, self.bad_images_skipped)
-        if self.rank_size > 1:  # every rank stops if one of them has a bad image
-            anywhere = self.rank_mean(ms.Tensor([float(failed is not None)], ms.float32))
-            if failed is None and float(anywhere.asnumpy()[0]) > 0:
-                failed = 'an unreadable training image on another rank (see its message)'
+        if self.any_rank(failed is not None) and failed is None:  # every rank stops
+            failed = 'an unreadable training image on another rank (see its message)'
         if failed is None:
             return
         if streak:
@@ -203,6 +201,12 @@ class Trainer:
                        f'({saved}); to go on, fix or remove that file and re-run the same '
                        f'command with --resume, or add datasets.train.skip_bad_images=true '
                        f'to skip unreadable images')
+
+    def any_rank(self, flag):
+        """``flag`` or'ed over the data-parallel ranks (a collective call on every rank)."""
+        if self.rank_size == 1:
+            return bool(flag)
+        return float(self.rank_mean(ms.Tensor([float(flag)], ms.float32)).asnumpy()[0]) > 0
 
     def stop_on_signals(self, signals=(signal.SIGINT, signal.SIGTERM)):
         """Stop after the current step (or during a validation) with a state saved on the first
@@ -330,7 +334,8 @@ class Trainer:
                                          'non-finite losses', self.iteration)
                     else:
                         self.save_state()
-                if self.stop_requested:
+                if self.any_rank(self.stop_requested):  # all ranks stop together
+                    self.stop_requested = True
                     self.log.warning('stop requested at iteration %d: saving a resumable state',
                                      self.iteration)
                     if self._saved_at != self.iteration:

@@ -10,6 +10,7 @@
         checks what is on disk; prints one ``RESULT {json}`` line
 """
 import builtins
+import errno
 import json
 import os
 import signal
@@ -24,19 +25,14 @@ sys.path.insert(0, ROOT)
 from src.utils.atomic import TEMP_PREFIX  # noqa: E402
 
 
-class _Dying:
-    """A writable file that kills its process once ``at_byte`` bytes have been written."""
+class _Watched:
+    """A file opened for writing whose ``write`` goes through ``on_write(file, data)``."""
 
-    def __init__(self, f, at_byte):
-        self._f, self._left = f, at_byte
+    def __init__(self, f, on_write):
+        self._f, self._on_write = f, on_write
 
     def write(self, data):
-        if len(data) >= self._left:
-            self._f.write(data[:self._left])
-            self._f.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-        self._left -= len(data)
-        return self._f.write(data)
+        return self._on_write(self._f, data)
 
     def __enter__(self):
         return self
@@ -48,30 +44,58 @@ class _Dying:
         return getattr(self._f, name)
 
 
-def arm_kill_in_write(nth, at_byte, folder_name='checkpoints'):
-    """Make the ``nth`` temporary file opened for writing in a folder called ``folder_name``
-    kill the process after ``at_byte`` bytes (MindSpore writes states with ``open`` too)."""
-    real_open, opened = builtins.open, [0]
+def patch_writes(select, on_write, setattr=setattr):
+    """Send the writes of every file opened for writing whose path passes ``select(path)``
+    through ``on_write(file, data)``: ``open`` and MindSpore's checkpoint writer (which holds
+    its own reference to ``open``). ``setattr``: e.g. pytest's ``monkeypatch.setattr``."""
+    from mindspore.train import serialization
+    real_open = builtins.open
 
     def patched(file, mode='r', *args, **kwargs):
         f = real_open(file, mode, *args, **kwargs)
-        path = os.fspath(file) if isinstance(file, (str, bytes, os.PathLike)) else ''
-        if isinstance(path, str) and any(m in mode for m in 'wax') \
-                and os.path.basename(path).startswith(TEMP_PREFIX) \
-                and os.path.basename(os.path.dirname(os.path.abspath(path))) == folder_name:
-            opened[0] += 1
-            if opened[0] == nth:
-                return _Dying(f, at_byte)
+        if isinstance(file, (str, os.PathLike)) and any(m in mode for m in 'wax') \
+                and select(os.path.abspath(os.fspath(file))):
+            return _Watched(f, on_write)
         return f
 
-    builtins.open = patched
-    _patch_mindspore_open(patched)
+    setattr(builtins, 'open', patched)
+    setattr(serialization._ckpt_fs, 'create', patched)
 
 
-def _patch_mindspore_open(patched):
-    """MindSpore's checkpoint writer holds its own reference to ``open``."""
-    from mindspore.train import serialization
-    serialization._ckpt_fs.create = patched
+def arm_kill_in_write(nth, at_byte, folder_name='checkpoints'):
+    """Make the ``nth`` temporary file opened for writing in a folder called ``folder_name``
+    kill the process (SIGKILL) after ``at_byte`` bytes."""
+    opened, left = [0], [at_byte]
+
+    def select(path):
+        if os.path.basename(path).startswith(TEMP_PREFIX) \
+                and os.path.basename(os.path.dirname(path)) == folder_name:
+            opened[0] += 1
+            return opened[0] == nth
+        return False
+
+    def on_write(f, data):
+        if len(data) >= left[0]:
+            f.write(data[:left[0]])
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        left[0] -= len(data)
+        return f.write(data)
+
+    patch_writes(select, on_write)
+
+
+def limit_writes(folder, nbytes, setattr=setattr):
+    """Writes under ``folder`` beyond ``nbytes`` in total fail with ENOSPC (a full disk)."""
+    used = [0]
+
+    def on_write(f, data):
+        if used[0] + len(data) > nbytes:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        used[0] += len(data)
+        return f.write(data)
+
+    patch_writes(lambda path: path.startswith(os.path.abspath(folder) + os.sep), on_write, setattr)
 
 
 def train_child(spec, argv):
@@ -127,7 +151,12 @@ def save_and_kill(trainer, at_byte=None, delay=None):
     pid = os.fork()
     if pid == 0:  # the child: write, and die where told
         import faulthandler
+        import logging
         faulthandler.dump_traceback_later(30, exit=True)  # a hang: its stack, exit status 1
+        log = logging.getLogger('irn')
+        for handler in list(log.handlers):  # the console goes through tqdm, whose lock is a
+            if not isinstance(handler, logging.FileHandler):  # semaphore shared with the
+                log.removeHandler(handler)  # parent: a child killed while printing keeps it
         try:
             if at_byte is not None:
                 arm_kill_in_write(1, at_byte)
