@@ -42,6 +42,8 @@ from src.utils.errors import IRNError, WriteError
 # model -> (training config, overrides for a tiny network, infer.py mode taking HR images)
 TINY = {
     'IRN': ('src/options/train_IRN_x2.yml', ['network_G.block_num=[1]'], 'down'),
+    'SAIN': ('src/options/train_SAIN_JPEG_x2.yml', ['network.e_blocks=1', 'network.v_blocks=1'],
+             'down'),
 }
 COMMON = ['datasets.train.GT_size=32', 'datasets.train.batch_size=2', 'datasets.train.n_workers=1',
           'train.niter=8', 'logger.save_checkpoint_freq=1', 'logger.keep_last=0',
@@ -378,12 +380,13 @@ def _inputs(folder, bad_name=BAD):
     return good
 
 
-def _complete_pngs(folder):
+def _complete_outputs(folder):
+    """The stems of the image files in ``folder``, each checked to be complete."""
     from src.data.io import read_image
     names = sorted(n for n in os.listdir(folder) if not n.startswith(TEMP_PREFIX))
     for n in names:
         read_image(os.path.join(folder, n))  # raises on a truncated file
-    return names
+    return [os.path.splitext(n)[0] for n in names]
 
 
 @pytest.mark.parametrize('model', sorted(MODELS))
@@ -400,21 +403,22 @@ def test_infer_folder_with_a_bad_file_and_a_full_disk(model, tmp_path, checkpoin
     errors = [line for line in err.splitlines() if line.startswith('error:')]
     assert len(errors) == 1 and errors[0].startswith(
         f'error: {inputs / BAD}: truncated PNG file'), err
-    assert _complete_pngs(tmp_path / 'o') == good
+    stems = [os.path.splitext(g)[0] for g in good]
+    assert _complete_outputs(tmp_path / 'o') == stems
     with pytest.raises(IRNError, match=f'{BAD}: truncated PNG'):
         infer_main([mode, '--ckpt', ckpt, '--input', str(inputs), '--output',
                     str(tmp_path / 'strict'), '--strict'])
-    before = [g for g in good if g < BAD]
-    assert 0 < len(before) < len(good) and _complete_pngs(tmp_path / 'strict') == before
+    before = [s for s in stems if s < BAD]
+    assert 0 < len(before) < len(good) and _complete_outputs(tmp_path / 'strict') == before
     TALLY['faults'] += 2
 
-    size = os.path.getsize(tmp_path / 'o' / good[0])
+    size = max(os.path.getsize(tmp_path / 'o' / n) for n in os.listdir(tmp_path / 'o'))
     disk = full_disk(int(1.5 * size))  # the first output fits, the second does not
     with pytest.raises(WriteError, match=r'could not write the .* \(No space left on device\); '
                                          r'nothing was written under this name \(stopped: 1 '
                                          r'written, 0 failed before\)'):
         infer_main([mode, '--ckpt', ckpt, '--input', str(inputs), '--output', disk])
-    assert len(_complete_pngs(disk)) == 1 and not temp_files(disk)
+    assert len(_complete_outputs(disk)) == 1 and not temp_files(disk)
     TALLY['faults'] += 1
 
 
