@@ -220,8 +220,8 @@ class PlainGrad(nn.Cell):
         super().__init__(auto_prefix=False)
         self.grad_fn = ops.value_and_grad(net_with_loss, None, weights, has_aux=True)
 
-    def construct(self, hr, lr_ref, z_noise):
-        return self.grad_fn(hr, lr_ref, z_noise)
+    def construct(self, *inputs):
+        return self.grad_fn(*inputs)
 
 
 class ApplyGradients(nn.Cell):
@@ -252,8 +252,9 @@ class AccumulatingStep:
         self.apply = ApplyGradients(optimizer, grad_reducer)
         self.micro_batch = micro_batch
 
-    def __call__(self, hr, lr_ref, z_noise, lr):
-        batch = hr.shape[0]
+    def __call__(self, *args):
+        inputs, lr = args[:-1], args[-1]  # every input is batch-first
+        batch = inputs[0].shape[0]
         m = self.micro_batch or batch
         if batch % m:
             raise IRNError(f'train.micro_batch {m} does not divide the batch of {batch} images '
@@ -262,7 +263,7 @@ class AccumulatingStep:
         losses, grads = None, None
         for i in range(chunks):
             part = slice(i * m, (i + 1) * m)
-            l_i, g_i = self.grad_source(hr[part], lr_ref[part], z_noise[part])
+            l_i, g_i = self.grad_source(*[t[part] for t in inputs])
             if grads is None:
                 losses, grads = list(l_i), list(g_i)
             else:

@@ -1,10 +1,12 @@
-"""Convert the authors' PyTorch IRN / IRN_LD / IRN_E weights (.pth) to a MindSpore checkpoint, without PyTorch.
+"""Convert the authors' PyTorch weights (.pth: IRN, IRN_LD, IRN_E, SAIN, ...) to a MindSpore
+checkpoint, without PyTorch.
 
 A .pth written by ``torch.save(state_dict)`` is a zip holding ``data.pkl`` (a pickle whose
 tensors refer to raw storages by key) and ``data/<key>`` files with the little-endian bytes.
 Only the handful of classes such a state dict uses may be unpickled.
 
 Usage: python -m src.convert IRN_x4.pth irn_x4.ckpt [--scale 4]   (IRN_LD x3: --scale 3)
+       python -m src.convert SAINx2_JPEG.pth sain_x2_jpeg.ckpt [--scale 2]
 """
 import argparse
 import collections
@@ -149,33 +151,36 @@ def torch_to_irn(state, path='<state>'):
 
 
 def convert(src, dst, scale=None):
-    """Convert ``src`` (.pth) to ``dst`` (.ckpt); checks every key and shape. Returns the arch."""
-    from src.network import build_from_arch
-    from src.utils.checkpoint import describe_arch, load_weights, save_weights
-    _, arch = torch_to_irn(read_pth(src), src)
-    if scale is not None and arch['scale'] != scale:
-        raise IRNError(f'{src}: holds an {describe_arch(arch)}, but --scale {scale} was given')
-    net = build_from_arch(arch)  # InvRescaleNet checks the layout
-    load_weights(net, src)  # checks names and shapes against a real network
-    save_weights({p.name: p.asnumpy() for p in net.get_parameters()}, dst,
-                 {'model': 'IRN', **net.arch()})
-    return arch
+    """Convert ``src`` (.pth) to ``dst`` (.ckpt); checks every key, shape and ``scale``.
+
+    The model is the one whose key names the file holds (:func:`src.models.checkpoint_model`:
+    IRN's ``operations.N`` incl. IRN_LD / IRN_E, SAIN's ``down_operations`` / ``comp_operations``
+    / ``gmm``, ...). Returns ``(model name, architecture record)``.
+    """
+    from src.config import load_config
+    from src.models import checkpoint_model, create_model
+    cls, _ = checkpoint_model(src)
+    model = create_model(load_config(model=cls.name))
+    net = model.load_net(src, expect_scale=scale)
+    model.save_net(dst, net)
+    return cls.name, net.arch()
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='Convert authors\' IRN .pth weights to MindSpore .ckpt')
-    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth')
+    parser = argparse.ArgumentParser(description="Convert the authors' .pth weights (IRN, SAIN) "
+                                     'to a MindSpore .ckpt')
+    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth or SAINx2_JPEG.pth')
     parser.add_argument('dst', help='output MindSpore checkpoint, e.g. irn_x4.ckpt')
     parser.add_argument('--scale', type=int, choices=range(2, 9), metavar='S',
                         help='expected scale (checked): 2/4/8, or 2..8 for IRN_LD')
     args = parser.parse_args(argv)
     try:
-        arch = convert(args.src, args.dst, args.scale)
+        name, arch = convert(args.src, args.dst, args.scale)
     except IRNError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
     from src.utils.checkpoint import describe_arch
-    print(f'wrote {args.dst}: {describe_arch(arch)}')
+    print(f'wrote {args.dst}: {name} {describe_arch(arch)}')
     return 0
 
 

@@ -105,6 +105,14 @@ class IRNModel(Model):
         from src.convert import torch_to_irn
         return torch_to_irn(state, path)
 
+    @classmethod
+    def torch_arch(cls, state, path):
+        from src.convert import torch_to_irn
+        try:
+            return torch_to_irn(state, path)[1]
+        except IRNError:
+            return None
+
     # ------------------------------------------------------------------ training
     def setup_training(self, make_reducer=None):
         from src.amp import apply_amp
