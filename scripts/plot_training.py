@@ -120,16 +120,16 @@ def before_after(run_dir, val_path, count=2, seed=0):
     from src.data.sources import ValidationSource
     from src.evaluate import Downscaler, Upscaler, sample_z
     from src.metrics import calculate_psnr, tensor_to_uint8
-    from src.network import InvRescaleNet
-    from src.utils.checkpoint import load_weights, read_weights
+    from src.network import build_from_arch
+    from src.utils.checkpoint import load_weights, peek_arch
     from src.config import load_config
 
     final = os.path.join(run_dir, 'final_G.ckpt')
-    block_num = read_weights(final)[1]
+    arch = peek_arch(final)  # IRN, IRN_LD or IRN_E
     opt = load_config(os.path.join(run_dir, 'config.yml'))
-    scale = 2 ** len(block_num)
-    before = InvRescaleNet(block_num, seed=opt['train']['manual_seed'])  # the run's initial weights
-    after = InvRescaleNet(block_num)
+    scale = arch['scale']
+    before = build_from_arch(arch, seed=opt['train']['manual_seed'])  # the run's initial weights
+    after = build_from_arch(arch)
     load_weights(after, final)
     rows, psnr = [], {'bicubic': [], 'zero': [], 'sample': []}
     for index, (name, hr) in enumerate(ValidationSource(val_path, scale, max_images=count)):
