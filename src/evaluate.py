@@ -18,14 +18,16 @@ from src.network import Quantization
 from src.network.fast_conv import mindspore_conv
 from src.utils.errors import IRNError
 
-__all__ = ['Downscaler', 'Upscaler', 'evaluate', 'summarize', 'sample_z', 'METRICS']
+__all__ = ['Downscaler', 'Upscaler', 'compiled_cells', 'evaluate', 'summarize', 'sample_z',
+           'METRICS']
 
 METRICS = ('psnr_rgb', 'ssim_rgb', 'psnr_y', 'ssim_y', 'lr_psnr_rgb', 'lr_ssim_rgb',
            'lr_psnr_y', 'lr_ssim_y')
 
 
 class Downscaler(nn.Cell):
-    """HR (1, 3, H, W) -> (quantised LR, z) with the network's forward direction."""
+    """HR (1, 3, H, W) -> (quantised LR, z) with the network's forward direction (the grey
+    image instead of the LR for IRN-Color)."""
 
     def __init__(self, net):
         super().__init__(auto_prefix=False)
@@ -38,7 +40,7 @@ class Downscaler(nn.Cell):
 
 
 class Upscaler(nn.Cell):
-    """(LR, z) -> HR with the network's inverse direction."""
+    """(LR, z) -> HR with the network's inverse direction (also (grey, z) -> RGB for IRN-Color)."""
 
     def __init__(self, net):
         super().__init__(auto_prefix=False)
@@ -70,13 +72,13 @@ def _pair_metrics(out, ref, crop, prefix, key_prefix=''):
 _CELLS = {}  # id(net) -> (net, Downscaler, Upscaler): compile once per network
 
 
-def _cells(net):
-    """The (Downscaler, Upscaler) pair of ``net``, built and compiled once."""
+def compiled_cells(net):
+    """The (Downscaler, Upscaler) pair of ``net``, built once, for any image size."""
     cached = _CELLS.get(id(net))
     if cached is None or cached[0] is not net:
-        z_channels = net.channel_out - net.channel_in
+        z_channels = net.channel_out - net.lr_channels
         cached = (net, _dynamic(Downscaler(net), net.channel_in),
-                  _dynamic(Upscaler(net), net.channel_in, z_channels))
+                  _dynamic(Upscaler(net), net.lr_channels, z_channels))
         _CELLS.clear()
         _CELLS[id(net)] = cached
     return cached[1], cached[2]
@@ -110,7 +112,7 @@ def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=F
         raise IRNError(f'val.z_draws must be >= 1, got {draws}')
     if scale != net.scale:
         raise IRNError(f'evaluation scale x{scale} does not match the network (x{net.scale})')
-    down, up = _cells(net)
+    down, up = compiled_cells(net)
     results = []
     for index, (name, hr) in enumerate(source):
         h, w = hr.shape[:2]
@@ -141,10 +143,10 @@ def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=F
     return results
 
 
-def summarize(results):
-    """Mean of every metric over images (``inf`` PSNRs of perfect images are skipped)."""
+def summarize(results, keys=METRICS):
+    """Mean of every metric in ``keys`` over images (``inf`` PSNRs of perfect images are skipped)."""
     out = {}
-    for key in METRICS:
+    for key in keys:
         vals = [r[key] for r in results if key in r and math.isfinite(r[key])]
         out[key] = float(np.mean(vals)) if vals else float('nan')
     return out

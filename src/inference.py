@@ -112,7 +112,7 @@ class Rescaler:
     def __init__(self, net, dynamic=True):
         self.net = net
         self.scale = net.scale
-        self.z_channels = net.channel_out - net.channel_in
+        self.z_channels = net.channel_out - net.lr_channels
         self._down = DownscaleNet(net)
         self._up = UpscaleNet(net)
         if dynamic:

@@ -147,7 +147,7 @@ class Trainer:
     def draw_z(self, lr_shape):
         """The reconstruction-branch noise of this rank: its rows of one global N(0, I) draw."""
         b, _, h, w = lr_shape
-        zc = self.net.channel_out - self.net.channel_in
+        zc = self.net.channel_out - self.net.lr_channels
         full = self.rng.standard_normal((self.global_batch, zc, h, w), dtype=np.float32)
         return full[self.rank_id::self.rank_size]
 

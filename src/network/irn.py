@@ -3,15 +3,16 @@ import numpy as np
 from mindspore import nn, ops
 
 from src.network.blocks import HaarDownsampling, InvBlockExp
+from src.network.chain import InvertibleChain
 
 
-class InvRescaleNet(nn.Cell):
+class InvRescaleNet(InvertibleChain):
     """IRN for scale 2**len(block_num).
 
     Each level is a Haar transform (C -> 4C channels at half resolution) followed by
-    ``block_num[level]`` coupling blocks. ``forward(hr)`` returns the full output
-    (B, 3*s*s, H/s, W/s): channels [:3] are the LR image, the rest is z.
-    ``inverse(out)`` maps such a tensor back to HR. Cell names follow the authors'
+    ``block_num[level]`` coupling blocks. The full output (``construct``) is
+    (B, 3*s*s, H/s, W/s): channels [:3] are the LR image, the rest is z; ``forward(hr)`` gives
+    (lr, z), ``inverse(out)`` maps such a tensor back to HR. Cell names follow the authors'
     ``operations.N`` numbering so their checkpoints map one to one.
 
     Args:
@@ -25,7 +26,7 @@ class InvRescaleNet(nn.Cell):
         rng = np.random.default_rng(seed)
         self.block_num = list(block_num)
         self.scale = 2 ** len(self.block_num)
-        self.channel_in = channel_in
+        self.channel_in = self.lr_channels = channel_in
         ops_list = []
         channels = channel_in
         for level_blocks in self.block_num:
@@ -34,26 +35,6 @@ class InvRescaleNet(nn.Cell):
             ops_list.extend(InvBlockExp(channels, channel_in, rng) for _ in range(level_blocks))
         self.channel_out = channels
         self.operations = nn.CellList(ops_list)
-
-    def construct(self, x):
-        for op in self.operations:
-            x = op(x)
-        return x
-
-    def forward(self, hr):
-        """HR (B, 3, H, W) -> (lr, z): lr (B, 3, H/s, W/s) unquantised, z the remaining channels."""
-        out = self.construct(hr)
-        return out[:, :self.channel_in], out[:, self.channel_in:]
-
-    def inverse(self, y):
-        """(B, 3*s*s, h, w) -> HR (B, 3, h*s, w*s)."""
-        for i in range(len(self.operations) - 1, -1, -1):  # slicing a CellList renames params
-            y = self.operations[i].inverse(y)
-        return y
-
-    def upscale(self, lr, z):
-        """(lr, z) -> HR; lr is usually quantised, z drawn from N(0, I) or zero."""
-        return self.inverse(ops.cat((lr, z), 1))
 
 
 class Quantization(nn.Cell):

@@ -70,12 +70,21 @@ def load_weights(net, path):
     if block_num is not None and list(block_num) != list(net.block_num):
         raise IRNError(f'{path}: checkpoint is for scale x{2 ** len(block_num)} with blocks '
                        f'{block_num}, but the network is x{net.scale} with blocks {net.block_num}')
+    assign_weights(net, weights, path, f'the x{net.scale} IRN {net.block_num}')
+    return block_num
+
+
+def assign_weights(net, weights, path, network):
+    """Set every parameter of ``net`` from ``{name: array}`` after checking names and shapes.
+
+    ``network`` names the network in the one-line error (e.g. "the x2 IRN [8]").
+    """
     params = {p.name: p for p in net.get_parameters()}
     missing = sorted(set(params) - set(weights))
     extra = sorted(set(weights) - set(params))
     if missing or extra:
         what = f'missing {missing[:3]}' if missing else f'unexpected {extra[:3]}'
-        raise IRNError(f'{path}: does not match the x{net.scale} IRN {net.block_num}: {what} '
+        raise IRNError(f'{path}: does not match {network}: {what} '
                        f'({len(missing)} missing, {len(extra)} unexpected keys)')
     for name, p in params.items():
         if tuple(weights[name].shape) != tuple(p.shape):
@@ -83,7 +92,6 @@ def load_weights(net, path):
                            f'the network expects {tuple(p.shape)}')
     for name, p in params.items():
         p.set_data(ms.Tensor(weights[name].astype(np.float32)))
-    return block_num
 
 
 # ---------------------------------------------------------------- training state (resume)

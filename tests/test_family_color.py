@@ -1,0 +1,165 @@
+"""IRN-Color (InvGreyNet) against the authors' code (tests/data/irn_color.*, made by their
+IRNColorModel): outputs, quantised grey, colourisation with z = 0 and the given z, the
+stand-alone Conv1x1Grey, init matrices, the grey target, three replayed training steps and
+the test_IRN-Color.py metrics; plus invertibility on other sizes against float64 numpy."""
+import os
+
+import numpy as np
+import pytest
+import mindspore as ms
+from mindspore import Tensor, nn
+
+import np_reference as ref
+from conftest import DATA, fixture
+from test_parity import replay_steps
+from src.convert import grey_state_to_ours, read_pth
+from src.data.grey import grey_target
+from src.evaluate import Downscaler
+from src.evaluate_color import color_metrics, evaluate_color
+from src.loss import IRNWithLoss
+from src.metrics import tensor_to_uint8
+from src.network.grey import Conv1x1Grey, InvGreyNet
+from src.network.linalg import matrix_inverse
+from src.optim import ClippedAdam, TrainStep
+from src.utils.checkpoint import assign_weights
+from src.utils.errors import IRNError
+
+PTH = os.path.join(DATA, 'irn_color.pth')
+
+
+def _net():
+    weights, block_num = grey_state_to_ours(read_pth(PTH), PTH)
+    net = InvGreyNet(block_num)
+    assign_weights(net, weights, PTH, f'the IRN-Color net {block_num}')
+    return net, fixture('irn_color')
+
+
+def test_forward_grey_and_colourisation():
+    net, d = _net()
+    assert net.block_num == [int(b) for b in d['block_num']]
+    out = net(Tensor(d['input'])).asnumpy()
+    np.testing.assert_allclose(out, d['fwd_out'], atol=1e-5, rtol=0)
+    grey_q, z = [t.asnumpy() for t in Downscaler(net)(Tensor(d['input']))]
+    assert grey_q.shape == d['lr_quant'].shape and z.shape == d['z'].shape
+    scaled = np.clip(d['fwd_out'][:, :1], 0, 1) * 255
+    near_boundary = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-3
+    assert np.array_equal(grey_q[~near_boundary], d['lr_quant'][~near_boundary])
+    rev = net.inverse(Tensor(d['fwd_out'])).asnumpy()
+    np.testing.assert_allclose(rev, d['rev_exact'], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(rev, d['input'], atol=1e-5, rtol=0)
+    grey = Tensor(d['lr_quant'])
+    np.testing.assert_allclose(net.upscale(grey, Tensor(d['z'])).asnumpy(), d['rev_quant_z'],
+                               atol=1e-5, rtol=0)
+    zero = Tensor(np.zeros_like(d['z']))
+    np.testing.assert_allclose(net.upscale(grey, zero).asnumpy(), d['rev_quant_zero'],
+                               atol=1e-5, rtol=0)
+
+
+def test_conv1x1grey_standalone_and_init():
+    d = fixture('irn_color')
+    op = Conv1x1Grey()
+    np.testing.assert_array_equal(op.conv_weights.asnumpy(), d['c1_init_rgb'])
+    np.testing.assert_array_equal(Conv1x1Grey('BGR').conv_weights.asnumpy(), d['c1_init_bgr'])
+    op.conv_weights.set_data(Tensor(d['c1_weight']))
+    np.testing.assert_allclose(op(Tensor(d['c1_in'])).asnumpy(), d['c1_fwd'], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(op.inverse(Tensor(d['c1_fwd'])).asnumpy(), d['c1_rev'],
+                               atol=1e-6, rtol=0)
+    with pytest.raises(IRNError, match="rgb_type must be 'RGB' or 'BGR'"):
+        Conv1x1Grey('YUV')
+
+
+def test_fresh_net_is_the_colour_matrix_and_paper_size():
+    net = InvGreyNet([8])
+    assert sum(p.size for p in net.trainable_params()) == 1413601  # spec section 3
+    x = np.random.default_rng(3).random((1, 3, 9, 14)).astype(np.float32)
+    expected = ref.mix(x.astype(np.float64), ref.float64_params(net)['operations.0.conv_weights'])
+    np.testing.assert_allclose(net(Tensor(x)).asnumpy(), expected, atol=1e-6)
+
+
+def test_matrix_inverse_and_its_gradient_are_exact():
+    d = fixture('irn_color')
+    w = d['c1_weight']
+    cot = np.random.default_rng(4).standard_normal((3, 3))
+
+    class Probe(nn.Cell):
+        def construct(self, m, c):
+            return (matrix_inverse(m) * c).sum()
+
+    inv = np.linalg.inv(w.astype(np.float64))
+    np.testing.assert_allclose(matrix_inverse(Tensor(w)).asnumpy(), inv, rtol=0,
+                               atol=np.spacing(np.float32(np.abs(inv).max())))
+    grad = ms.grad(Probe())(Tensor(w), Tensor(cot.astype(np.float32))).asnumpy()
+    np.testing.assert_allclose(grad, -inv.T @ cot @ inv.T, rtol=1e-6, atol=1e-6)
+
+
+def test_grey_target_is_the_authors_bit_for_bit():
+    d = fixture('irn_color')
+    pairs = [('input', 'grey_ref')] + [(f'step{k}_hr', f'step{k}_grey_ref')
+                                       for k in range(int(d['train_steps']))]
+    for image, target in pairs:
+        for b in range(d[image].shape[0]):
+            grey = grey_target(d[image][b].transpose(1, 2, 0)).transpose(2, 0, 1)
+            np.testing.assert_array_equal(grey, d[target][b])
+
+
+def test_training_steps():
+    net, d = _net()
+    init = net.operations[0].conv_weights.asnumpy().copy()
+    adam = ClippedAdam(net.trainable_params(), 0.9, 0.999, 1e-8, weight_decay=1e-5, clip_norm=10.0)
+    loss = IRNWithLoss(net, float(d['lambda_fit']), gaussian_scale=float(d['gaussian_scale']))
+    replay_steps(net, d, TrainStep(loss, adam), target='grey_ref')
+    final = net.operations[0].conv_weights.asnumpy()
+    expected = d['final/operations.0.conv_weights']
+    assert np.abs(expected - init).max() > 1e-4  # the matrix is trained ...
+    np.testing.assert_allclose(final, expected, atol=1e-6, rtol=0)  # ... as theirs
+
+
+def test_metrics_as_test_irn_color():
+    net, d = _net()
+    crop = int(d['test_crop'])
+    keys = ('psnr_rgb', 'ssim_rgb', 'psnr_grey', 'ssim_grey')
+    fixture_keys = ('test_psnr', 'test_ssim', 'test_psnr_grey', 'test_ssim_grey')
+    for b in range(d['input'].shape[0]):  # the protocol, on the authors' own images
+        m = color_metrics(tensor_to_uint8(d['input'][b]), tensor_to_uint8(d['rev_quant_zero'][b]),
+                          tensor_to_uint8(d['grey_ref'][b]), tensor_to_uint8(d['lr_quant'][b]), crop)
+        for key, fkey in zip(keys, fixture_keys):
+            np.testing.assert_allclose(m[key], d[fkey][b], rtol=1e-12, err_msg=key)
+    source = [(str(b), d['input'][b].transpose(1, 2, 0)) for b in range(d['input'].shape[0])]
+    rows = evaluate_color(net, source, crop)  # our network end to end
+    for b, row in enumerate(rows):
+        for key, fkey in zip(keys, fixture_keys):
+            np.testing.assert_allclose(row[key], d[fkey][b], rtol=1e-6, err_msg=key)
+
+
+def test_invertible_on_odd_sizes_against_float64():
+    net = InvGreyNet([2])
+    rng = np.random.default_rng(5)
+    for p in net.trainable_params():  # non-trivial blocks, a perturbed matrix
+        p.set_data(Tensor((p.asnumpy() + rng.standard_normal(p.shape) * 0.02).astype(np.float32)))
+    params = ref.float64_params(net)
+    x = rng.random((2, 3, 13, 21)).astype(np.float32)
+    mixed = ref.mix(x.astype(np.float64), params['operations.0.conv_weights'])
+    expected = mixed
+    for k in (1, 2):
+        expected = ref.coupling(expected, params, f'operations.{k}', 1)
+    assert np.abs(expected - mixed).max() > 1e-2  # the blocks really act
+    out = net(Tensor(x))
+    np.testing.assert_allclose(out.asnumpy(), expected, atol=1e-5, rtol=0)
+    back = expected
+    for k in (2, 1):  # the float64 reverse undoes the float64 forward ...
+        back = ref.coupling(back, params, f'operations.{k}', 1, inverse=True)
+    np.testing.assert_allclose(back, mixed, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(net.inverse(out).asnumpy(), x, atol=1e-5, rtol=0)  # ... ours too
+
+
+def test_converter_rejects_other_models():
+    irn = read_pth(os.path.join(DATA, 'irn_x2_tiny.pth'))
+    with pytest.raises(IRNError, match='base IRN state_dict'):
+        grey_state_to_ours(irn, 'irn.pth')
+    state = dict(read_pth(PTH))
+    state['operations.0.conv_weights'] = np.eye(4, dtype=np.float32)
+    with pytest.raises(IRNError, match='not the 3x3 colour matrix'):
+        grey_state_to_ours(state, 'ld.pth')
+    weights, _ = grey_state_to_ours(read_pth(PTH), PTH)
+    with pytest.raises(IRNError, match='does not match the IRN-Color net'):
+        assign_weights(InvGreyNet([3]), weights, PTH, 'the IRN-Color net [3]')
