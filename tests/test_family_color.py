@@ -4,6 +4,7 @@ stand-alone Conv1x1Grey, init matrices, the grey target, three replayed training
 the test_IRN-Color.py metrics; plus invertibility on other sizes against float64 numpy."""
 import os
 
+import cv2
 import numpy as np
 import pytest
 import mindspore as ms
@@ -13,7 +14,9 @@ import np_reference as ref
 from conftest import DATA, fixture
 from test_parity import replay_steps
 from src.convert import grey_state_to_ours, read_pth
-from src.data.grey import grey_target
+from src.data.grey import GreyPatchMaker, grey_target
+from src.data.io import uint8_to_float
+from src.data.pipeline import build_train_source
 from src.evaluate import Downscaler
 from src.evaluate_color import color_metrics, evaluate_color
 from src.loss import IRNWithLoss
@@ -163,3 +166,35 @@ def test_converter_rejects_other_models():
     weights, _ = grey_state_to_ours(read_pth(PTH), PTH)
     with pytest.raises(IRNError, match='does not match the IRN-Color net'):
         assign_weights(InvGreyNet([3]), weights, PTH, 'the IRN-Color net [3]')
+
+
+def test_grey_training_patches(tmp_path):
+    """The authors' use_grey sample: GT_size crop at randint positions (no mod-crop), images
+    smaller than GT_size resized to GT_size x GT_size first, grey = the cv2 grey of the patch."""
+    rng_img = np.random.default_rng(6)
+    img = rng_img.integers(0, 256, (21, 27, 3), dtype=np.uint8)
+    maker = GreyPatchMaker(16, use_flip=False, use_rot=False)
+    patch, grey = maker(img, np.random.default_rng(7))
+    draws = np.random.default_rng(7)
+    top, left = int(draws.integers(0, 21 - 16 + 1)), int(draws.integers(0, 27 - 16 + 1))
+    np.testing.assert_array_equal(patch, uint8_to_float(img[top:top + 16, left:left + 16]))
+    np.testing.assert_array_equal(grey, grey_target(patch))
+    small = img[:9, :20]
+    patch, _ = maker(small, np.random.default_rng(8))
+    whole = cv2.resize(uint8_to_float(small), (16, 16), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(patch, whole)
+    flipping = GreyPatchMaker(16)
+    for seed in range(4):  # flips / transpose: the grey is still the patch's own
+        patch, grey = flipping(img, np.random.default_rng(seed))
+        assert patch.shape == (16, 16, 3) and grey.shape == (16, 16, 1)
+        np.testing.assert_array_equal(grey, grey_target(patch))
+    folder = tmp_path / 'imgs'
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f'{i}.png'), img[..., ::-1])
+    opt = {'scale': 2, 'train': {'niter': 3, 'manual_seed': 0},
+           'datasets': {'train': {'dataroot_GT': str(folder), 'batch_size': 2, 'GT_size': 16,
+                                  'use_grey': True}}}
+    hr, target = build_train_source(opt)[0]
+    assert hr.shape == (3, 16, 16) and target.shape == (1, 16, 16)
+    np.testing.assert_array_equal(target, grey_target(hr.transpose(1, 2, 0)).transpose(2, 0, 1))
