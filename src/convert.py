@@ -129,8 +129,8 @@ def torch_state_to_ours(state, path='<state>'):
 _GREY_KEY = re.compile(r'^operations\.(\d+)\.(conv_weights|[FGH]\.conv[1-5]\.(weight|bias))$')
 
 
-def grey_state_to_ours(state, path='<state>'):
-    """The authors' IRN-Color (``InvGreyNet``) state dict -> ``(weights, block_num)``.
+def torch_to_grey(state, path='<state>'):
+    """The authors' IRN-Color (``InvGreyNet``) state dict -> ``(weights, architecture record)``.
 
     Checks that it is a colour net: a 3x3 ``operations.0.conv_weights`` followed by
     coupling blocks only; the blocks' shapes are checked when loaded into a network.
@@ -155,7 +155,13 @@ def grey_state_to_ours(state, path='<state>'):
     if extra:
         raise IRNError(f'{path}: {extra[0]} is a second matrix: not an IRN-Color state_dict')
     weights = {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}
-    return weights, [len(ops) - 1]
+    return weights, {'net': 'InvGreyNet', 'scale': 1, 'block_num': [len(ops) - 1]}
+
+
+def torch_to_irn(state, path):
+    """:func:`torch_state_to_ours` returning ``(weights, architecture record)``."""
+    weights, block_num = torch_state_to_ours(state, path)
+    return weights, {'net': 'InvRescaleNet', 'scale': 2 ** len(block_num), 'block_num': block_num}
 
 
 def convert(src, dst, scale=None):
@@ -168,7 +174,8 @@ def convert(src, dst, scale=None):
                        f'but --scale {scale} was given')
     net = InvRescaleNet(block_num)
     load_weights(net, src)  # checks names and shapes against a real network
-    save_weights({p.name: p.asnumpy() for p in net.get_parameters()}, dst, block_num)
+    save_weights({p.name: p.asnumpy() for p in net.get_parameters()}, dst,
+                 {'model': 'IRN', **net.arch()})
     return block_num
 
 

@@ -31,7 +31,7 @@ def evaluate_color(net, source, crop_border, keep_images=False):
 
     Returns one dict per image: ``name`` and the :data:`COLOR_METRICS` values; with
     ``keep_images`` also ``grey`` (HxWx1 uint8) and ``colour`` (HxWx3 uint8). Means:
-    ``src.evaluate.summarize(results, COLOR_METRICS)``.
+    ``src.metrics.mean_metrics(results, COLOR_METRICS)``.
     """
     down, up = compiled_cells(net)
     results = []

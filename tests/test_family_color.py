@@ -13,7 +13,7 @@ from mindspore import Tensor, nn
 import np_reference as ref
 from conftest import DATA, fixture
 from test_parity import replay_steps
-from src.convert import grey_state_to_ours, read_pth
+from src.convert import read_pth, torch_to_grey
 from src.data.grey import GreyPatchMaker, grey_target
 from src.data.io import uint8_to_float
 from src.data.pipeline import build_train_source
@@ -24,22 +24,23 @@ from src.metrics import tensor_to_uint8
 from src.network.grey import Conv1x1Grey, InvGreyNet
 from src.network.linalg import matrix_inverse
 from src.optim import ClippedAdam, TrainStep
-from src.utils.checkpoint import assign_weights
+from src.utils.checkpoint import load_into, load_weights
 from src.utils.errors import IRNError
 
 PTH = os.path.join(DATA, 'irn_color.pth')
 
 
 def _net():
-    weights, block_num = grey_state_to_ours(read_pth(PTH), PTH)
-    net = InvGreyNet(block_num)
-    assign_weights(net, weights, PTH, f'the IRN-Color net {block_num}')
-    return net, fixture('irn_color')
+    d = fixture('irn_color')
+    arch = torch_to_grey(read_pth(PTH), PTH)[1]  # the layout the .pth's keys declare
+    assert arch['block_num'] == [int(b) for b in d['block_num']]
+    net = InvGreyNet(arch['block_num'])
+    load_weights(net, PTH)  # the authors' .pth through InvGreyNet.from_torch
+    return net, d
 
 
 def test_forward_grey_and_colourisation():
     net, d = _net()
-    assert net.block_num == [int(b) for b in d['block_num']]
     out = net(Tensor(d['input'])).asnumpy()
     np.testing.assert_allclose(out, d['fwd_out'], atol=1e-5, rtol=0)
     grey_q, z = [t.asnumpy() for t in Downscaler(net)(Tensor(d['input']))]
@@ -158,14 +159,17 @@ def test_invertible_on_odd_sizes_against_float64():
 def test_converter_rejects_other_models():
     irn = read_pth(os.path.join(DATA, 'irn_x2_tiny.pth'))
     with pytest.raises(IRNError, match='base IRN state_dict'):
-        grey_state_to_ours(irn, 'irn.pth')
+        torch_to_grey(irn, 'irn.pth')
     state = dict(read_pth(PTH))
     state['operations.0.conv_weights'] = np.eye(4, dtype=np.float32)
     with pytest.raises(IRNError, match='not the 3x3 colour matrix'):
-        grey_state_to_ours(state, 'ld.pth')
-    weights, _ = grey_state_to_ours(read_pth(PTH), PTH)
-    with pytest.raises(IRNError, match='does not match the IRN-Color net'):
-        assign_weights(InvGreyNet([3]), weights, PTH, 'the IRN-Color net [3]')
+        torch_to_grey(state, 'ld.pth')
+    weights, arch = torch_to_grey(read_pth(PTH), PTH)
+    assert arch == InvGreyNet([2]).arch()
+    with pytest.raises(IRNError, match='checkpoint is for .*block_num \\[2\\].*block_num \\[3\\]'):
+        load_weights(InvGreyNet([3]), PTH)
+    with pytest.raises(IRNError, match='missing'):
+        load_into(InvGreyNet([3]), weights, PTH)
 
 
 def test_grey_training_patches(tmp_path):

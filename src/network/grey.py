@@ -74,6 +74,7 @@ class InvGreyNet(InvertibleChain):
 
     channel_in = channel_out = 3
     lr_channels = 1  # the grey image
+    scale = 1  # no rescaling: the grey image has the input's size
 
     def __init__(self, block_num, rgb_type='RGB', seed=0):
         super().__init__()
@@ -86,3 +87,14 @@ class InvGreyNet(InvertibleChain):
         ops_list.extend(InvBlockExp(self.channel_in, self.lr_channels, rng)
                         for _ in range(self.block_num[0]))
         self.operations = nn.CellList(ops_list)
+
+    def arch(self):
+        """The architecture record a checkpoint of this network carries (rgb_type only sets
+        the initial matrix, so it is not part of it)."""
+        return {'net': 'InvGreyNet', 'scale': self.scale, 'block_num': list(self.block_num)}
+
+    @staticmethod
+    def from_torch(state, path):
+        """The authors' state_dict -> (our weights, architecture record)."""
+        from src.convert import torch_to_grey
+        return torch_to_grey(state, path)

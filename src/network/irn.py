@@ -36,6 +36,16 @@ class InvRescaleNet(InvertibleChain):
         self.channel_out = channels
         self.operations = nn.CellList(ops_list)
 
+    def arch(self):
+        """The architecture record a checkpoint of this network carries."""
+        return {'net': 'InvRescaleNet', 'scale': self.scale, 'block_num': list(self.block_num)}
+
+    @staticmethod
+    def from_torch(state, path):
+        """The authors' state_dict -> (our weights, architecture record)."""
+        from src.convert import torch_to_irn
+        return torch_to_irn(state, path)
+
 
 class Quantization(nn.Cell):
     """round(clamp(x, 0, 1) * 255) / 255 with a straight-through (identity) gradient."""
