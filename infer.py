@@ -63,7 +63,8 @@ def main(argv=None):
     _, model, net = load_model(args.ckpt, args.config, scale=args.scale,
                                device_target=args.device_target)
     runner = model.runner(args, net)
-    print(f'{model.name} x{net.scale} {args.mode} ({args.ckpt}; {runner.describe()})')
+    scale = f' x{net.scale}' if net.scale != 1 else ''  # IRN-Color does not rescale
+    print(f'{model.name}{scale} {args.mode} ({args.ckpt}; {runner.describe()})')
     for path in inputs:
         print(runner.run(args.mode, path, len(inputs)), flush=True)
     return 0

@@ -1,10 +1,12 @@
-"""Convert the authors' PyTorch IRN weights (.pth) to a MindSpore checkpoint, without PyTorch.
+"""Convert the authors' PyTorch IRN / IRN-Color weights (.pth) to a MindSpore checkpoint, without
+PyTorch.
 
 A .pth written by ``torch.save(state_dict)`` is a zip holding ``data.pkl`` (a pickle whose
 tensors refer to raw storages by key) and ``data/<key>`` files with the little-endian bytes.
 Only the handful of classes such a state dict uses may be unpickled.
 
 Usage: python -m src.convert IRN_x4.pth irn_x4.ckpt [--scale 4]
+       python -m src.convert IRN_color.pth irn_color.ckpt [--model IRN-Color]
 """
 import argparse
 import collections
@@ -164,33 +166,50 @@ def torch_to_irn(state, path):
     return weights, {'net': 'InvRescaleNet', 'scale': 2 ** len(block_num), 'block_num': block_num}
 
 
-def convert(src, dst, scale=None):
-    """Convert ``src`` (.pth) to ``dst`` (.ckpt); checks every key and shape. Returns block_num."""
-    from src.network import InvRescaleNet
-    from src.utils.checkpoint import load_weights, save_weights
-    weights, block_num = torch_state_to_ours(read_pth(src), src)
-    if scale is not None and 2 ** len(block_num) != scale:
-        raise IRNError(f'{src}: holds an x{2 ** len(block_num)} IRN (blocks {block_num}), '
-                       f'but --scale {scale} was given')
-    net = InvRescaleNet(block_num)
-    load_weights(net, src)  # checks names and shapes against a real network
-    save_weights({p.name: p.asnumpy() for p in net.get_parameters()}, dst,
-                 {'model': 'IRN', **net.arch()})
-    return block_num
+def torch_model(state):
+    """The family member an authors' state dict is for, from its keys: ``IRN-Color`` when
+    ``operations.0`` is a 3x3 colour matrix, else ``IRN`` (whose reader checks the rest)."""
+    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+    matrix = state.get('operations.0.conv_weights')
+    return 'IRN-Color' if matrix is not None and tuple(matrix.shape) == (3, 3) else 'IRN'
+
+
+def convert(src, dst, scale=None, model=None):
+    """Convert ``src`` (.pth) to ``dst`` (.ckpt); checks every key and shape.
+
+    ``model``: the model the file must hold (default: read from its keys); ``scale``: the
+    scale it must have (rescaling models only). Returns ``(model name, arch record)``.
+    """
+    from src.config import load_config
+    from src.models import create_model
+    from src.utils.checkpoint import describe_arch
+    name = model or torch_model(read_pth(src))
+    if scale is not None and name == 'IRN-Color':
+        raise IRNError(f'{src}: --scale does not apply to IRN-Color (it does not rescale)')
+    m = create_model(load_config(None, model=name))
+    net = m.load_net(src)  # checks the keys against the model and every shape
+    if scale is not None and net.scale != scale:
+        raise IRNError(f'{src}: holds an {describe_arch(m.arch(net))}, but --scale {scale} was given')
+    m.save_net(dst, net)
+    return name, m.arch(net)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='Convert authors\' IRN .pth weights to MindSpore .ckpt')
-    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth')
+    parser = argparse.ArgumentParser(description='Convert authors\' IRN-family .pth weights to '
+                                     'MindSpore .ckpt')
+    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth or IRN_color.pth')
     parser.add_argument('dst', help='output MindSpore checkpoint, e.g. irn_x4.ckpt')
     parser.add_argument('--scale', type=int, choices=(2, 4, 8), help='expected scale (checked)')
+    parser.add_argument('--model', choices=('IRN', 'IRN-Color'),
+                        help='expected model (checked; default: read from the keys)')
     args = parser.parse_args(argv)
     try:
-        block_num = convert(args.src, args.dst, args.scale)
+        name, arch = convert(args.src, args.dst, args.scale, args.model)
     except IRNError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
-    print(f'wrote {args.dst}: x{2 ** len(block_num)} IRN, blocks {block_num}')
+    from src.utils.checkpoint import describe_arch
+    print(f'wrote {args.dst}: {name} {describe_arch(arch)}')
     return 0
 
 

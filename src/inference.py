@@ -2,6 +2,8 @@
 
 ``DownscaleNet``: HR (1, 3, H, W) -> quantised LR (1, 3, H/s, W/s).
 ``UpscaleNet``: (LR (1, 3, h, w), z (1, 3s^2-3, h, w)) -> HR (1, 3, hs, ws).
+IRN-Color uses the same cells with scale 1 and a 1-channel grey image as the LR (its
+``ColorizeNet`` is the exportable form of the inverse direction).
 z is always an explicit input: no random op lives in these graphs (they are what export.py
 writes). :class:`Rescaler` runs them on HxWx3 numpy images, optionally in tiles.
 """
@@ -11,10 +13,12 @@ from mindspore import nn, ops
 
 from src.models import load_network  # noqa: F401  (re-exported: the family's loader)
 from src.network.fast_conv import mindspore_conv
+from src.network.linalg import channel_mix
 from src.utils.errors import IRNError
 from src.utils.tiling import tiled_apply
 
-__all__ = ['QuantizeLR', 'DownscaleNet', 'UpscaleNet', 'load_network', 'Rescaler', 'make_z']
+__all__ = ['QuantizeLR', 'DownscaleNet', 'UpscaleNet', 'ColorizeNet', 'load_network', 'Rescaler',
+           'make_z']
 
 
 class QuantizeLR(nn.Cell):
@@ -35,7 +39,8 @@ class QuantizeLR(nn.Cell):
 
 
 class DownscaleNet(nn.Cell):
-    """HR -> quantised LR (round(clamp(y, 0, 1) * 255) / 255), the forward direction of IRN."""
+    """HR -> quantised LR (round(clamp(y, 0, 1) * 255) / 255), the forward direction of IRN
+    (RGB -> quantised grey for IRN-Color)."""
 
     def __init__(self, net):
         super().__init__(auto_prefix=False)
@@ -43,7 +48,7 @@ class DownscaleNet(nn.Cell):
         self.quant = QuantizeLR()
 
     def construct(self, hr):
-        return self.quant(self.net(hr)[:, :3])
+        return self.quant(self.net(hr)[:, :self.net.lr_channels])
 
 
 class UpscaleNet(nn.Cell):
@@ -57,6 +62,24 @@ class UpscaleNet(nn.Cell):
         return self.net.upscale(lr, z)
 
 
+class ColorizeNet(nn.Cell):
+    """(grey, z) -> RGB, IRN-Color's inverse direction with the colour matrix's inverse computed
+    once (float64, then float32, as the network computes it) and held as a constant: ONNX has
+    no matrix-inverse operator. The graph to export; the numbers are ``net.upscale``'s."""
+
+    def __init__(self, net):
+        super().__init__(auto_prefix=False)
+        self.net = net
+        matrix = net.operations[0].conv_weights.asnumpy().astype(np.float64)
+        self.matrix_inv = ms.Tensor(np.linalg.inv(matrix).astype(np.float32))
+
+    def construct(self, grey, z):
+        y = ops.cat((grey, z), 1)
+        for i in range(len(self.net.operations) - 1, 0, -1):  # the blocks, last first
+            y = self.net.operations[i].inverse(y)
+        return channel_mix(y, self.matrix_inv)
+
+
 def make_z(shape, z_mode, seed=0):
     """z of shape (C, h, w): zeros ('zero') or N(0, I) from numpy's generator seeded by ``seed``."""
     if z_mode == 'zero':
@@ -67,13 +90,14 @@ def make_z(shape, z_mode, seed=0):
 
 
 class Rescaler:
-    """Runs the two IRN directions on numpy images (HxWx3 float32 in [0, 1]).
+    """Runs the two IRN directions on numpy images (HxWx3 float32 in [0, 1]; IRN-Color's LR is
+    its HxWx1 grey image and its scale 1).
 
     Each direction is compiled once, for any spatial size (dynamic height / width), so a
     folder of differently sized images or the edge tiles of a large one compile nothing more.
 
     Args:
-        net (InvRescaleNet): the network, weights loaded.
+        net (InvRescaleNet | InvGreyNet): the network, weights loaded.
         dynamic (bool): one graph for every size (True) or one graph per distinct size.
     """
 
@@ -85,9 +109,9 @@ class Rescaler:
         self._up = UpscaleNet(net)
         if dynamic:
             self._down.set_inputs(ms.Tensor(shape=[1, 3, None, None], dtype=ms.float32))
-            self._up.set_inputs(ms.Tensor(shape=[1, 3, None, None], dtype=ms.float32),
-                                ms.Tensor(shape=[1, self.z_channels, None, None],
-                                          dtype=ms.float32))
+            self._up.set_inputs(
+                ms.Tensor(shape=[1, net.lr_channels, None, None], dtype=ms.float32),
+                ms.Tensor(shape=[1, self.z_channels, None, None], dtype=ms.float32))
 
     @staticmethod
     def _chw(img):
@@ -104,7 +128,7 @@ class Rescaler:
         return out.asnumpy()[0].transpose(1, 2, 0)
 
     def down(self, hr, tile=0, overlap=0):
-        """HR (H, W multiples of the scale) -> quantised LR, HxWx3 float32 values k/255.
+        """HR (H, W multiples of the scale) -> quantised LR, HxWxC float32 values k/255.
 
         ``tile``/``overlap`` are in HR pixels (0: whole image at once).
         """
@@ -122,7 +146,7 @@ class Rescaler:
         return (lr_h, lr_w, self.z_channels)
 
     def up(self, lr, z, tile=0, overlap=0):
-        """(LR HxWx3, z HxWxC) -> HR float32 (unclamped). ``tile``/``overlap`` in HR pixels."""
+        """(LR HxWxC, z HxWxC') -> HR float32 (unclamped). ``tile``/``overlap`` in HR pixels."""
         s = self.scale
         if not tile:
             return self._up_once(lr, z)

@@ -12,6 +12,7 @@ __all__ = ['MODELS', 'model_class', 'create_model', 'checkpoint_model', 'default
 
 MODELS = {
     'IRN': 'src.models.irn:IRNModel',  # also IRN_LD and IRN_E (network_G.which_model_G flags)
+    'IRN-Color': 'src.models.irn_color:IRNColorModel',
 }
 
 
@@ -32,14 +33,17 @@ def checkpoint_model(ckpt):
     """(Model class, architecture record or None) that ``ckpt`` was made for.
 
     A file that names no model (an authors' .pth, older checkpoints) is taken as base IRN's
-    family; a .pth's architecture is read from its keys when they are IRN's.
+    family; a .pth's model and architecture are read from its keys (IRN's or IRN-Color's).
     """
     from src.utils.checkpoint import peek_arch
     arch = peek_arch(ckpt)
     if arch is None and ckpt.endswith('.pth'):
-        from src.convert import read_pth, torch_to_irn
+        from src.convert import read_pth, torch_model, torch_to_grey, torch_to_irn
         try:
-            arch = torch_to_irn(read_pth(ckpt), ckpt)[1]
+            state = read_pth(ckpt)
+            name = torch_model(state)
+            reader = torch_to_grey if name == 'IRN-Color' else torch_to_irn
+            arch = {'model': name, **reader(state, ckpt)[1]}
         except IRNError:
             arch = None
     return model_class((arch or {}).get('model') or 'IRN', ckpt), arch
