@@ -2,8 +2,7 @@
 
 ``DownscaleNet``: HR (1, 3, H, W) -> quantised LR (1, 3, H/s, W/s).
 ``UpscaleNet``: (LR (1, 3, h, w), z (1, 3s^2-3, h, w)) -> HR (1, 3, hs, ws).
-IRN-Color uses the same cells with scale 1 and a 1-channel grey image as the LR (its
-``ColorizeNet`` is the exportable form of the inverse direction).
+IRN-Color uses the same cells with scale 1 and a 1-channel grey image as the LR.
 z is always an explicit input: no random op lives in these graphs (they are what export.py
 writes). :class:`Rescaler` runs them on HxWx3 numpy images, optionally in tiles.
 """
@@ -13,12 +12,10 @@ from mindspore import nn, ops
 
 from src.models import load_network  # noqa: F401  (re-exported: the family's loader)
 from src.network.fast_conv import mindspore_conv
-from src.network.linalg import channel_mix
 from src.utils.errors import IRNError
 from src.utils.tiling import tiled_apply
 
-__all__ = ['QuantizeLR', 'DownscaleNet', 'UpscaleNet', 'ColorizeNet', 'load_network', 'Rescaler',
-           'make_z']
+__all__ = ['QuantizeLR', 'DownscaleNet', 'UpscaleNet', 'load_network', 'Rescaler', 'make_z']
 
 
 class QuantizeLR(nn.Cell):
@@ -60,24 +57,6 @@ class UpscaleNet(nn.Cell):
 
     def construct(self, lr, z):
         return self.net.upscale(lr, z)
-
-
-class ColorizeNet(nn.Cell):
-    """(grey, z) -> RGB, IRN-Color's inverse direction with the colour matrix's inverse computed
-    once (float64, then float32, as the network computes it) and held as a constant: ONNX has
-    no matrix-inverse operator. The graph to export; the numbers are ``net.upscale``'s."""
-
-    def __init__(self, net):
-        super().__init__(auto_prefix=False)
-        self.net = net
-        matrix = net.operations[0].conv_weights.asnumpy().astype(np.float64)
-        self.matrix_inv = ms.Tensor(np.linalg.inv(matrix).astype(np.float32))
-
-    def construct(self, grey, z):
-        y = ops.cat((grey, z), 1)
-        for i in range(len(self.net.operations) - 1, 0, -1):  # the blocks, last first
-            y = self.net.operations[i].inverse(y)
-        return channel_mix(y, self.matrix_inv)
 
 
 def make_z(shape, z_mode, seed=0):

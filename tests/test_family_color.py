@@ -68,6 +68,9 @@ def test_conv1x1grey_standalone_and_init():
     np.testing.assert_allclose(op(Tensor(d['c1_in'])).asnumpy(), d['c1_fwd'], atol=1e-6, rtol=0)
     np.testing.assert_allclose(op.inverse(Tensor(d['c1_fwd'])).asnumpy(), d['c1_rev'],
                                atol=1e-6, rtol=0)
+    op.freeze_inverse()  # the export form: the inverse a constant taken now
+    np.testing.assert_allclose(op.inverse(Tensor(d['c1_fwd'])).asnumpy(), d['c1_rev'],
+                               atol=1e-6, rtol=0)
     with pytest.raises(IRNError, match="rgb_type must be 'RGB' or 'BGR'"):
         Conv1x1Grey('YUV')
 

@@ -157,10 +157,10 @@ class IRNColorModel(Model):
     def export_cells(net, height=None, width=None):
         """The decolourise (RGB -> quantised grey) and colourise ((grey, z) -> RGB) graphs."""
         from src.exporting import graph_input
-        from src.inference import DownscaleNet
-        from src.inference import ColorizeNet
+        from src.inference import DownscaleNet, UpscaleNet
+        net.freeze_inverses()  # the colour matrix's inverse as a constant (ONNX has none)
         zc = net.channel_out - net.lr_channels
         return [('_decolor', DownscaleNet(net), (graph_input(3, height, width),), ['rgb']),
-                ('_colorize', ColorizeNet(net),
+                ('_colorize', UpscaleNet(net),
                  (graph_input(net.lr_channels, height, width), graph_input(zc, height, width)),
                  ['grey', 'z'])]

@@ -30,3 +30,10 @@ class InvertibleChain(nn.Cell):
         """(image part, z) -> image: IRN's upscaling, IRN-Color's colourisation. The image
         part is usually quantised; z is drawn from N(0, I) or zero (IRN-Color: always zero)."""
         return self.inverse(ops.cat((lr, z), 1))
+
+    def freeze_inverses(self):
+        """For export, before the inverse is compiled: ops that invert a learnable matrix
+        (Conv1x1Grey, ConvDownsampling) take its inverse once, as a constant. Not for training."""
+        for op in self.operations:
+            if hasattr(op, 'freeze_inverse'):
+                op.freeze_inverse()

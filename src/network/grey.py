@@ -6,7 +6,7 @@ from mindspore import nn, Parameter
 
 from src.network.blocks import InvBlockExp
 from src.network.chain import InvertibleChain
-from src.network.linalg import channel_mix, matrix_inverse
+from src.network.linalg import channel_mix, constant_inverse, matrix_inverse
 from src.utils.errors import IRNError
 
 # RGB -> YUV rows (the authors' init for rgb_type RGB); BGR uses the columns reversed.
@@ -35,6 +35,12 @@ class Conv1x1Grey(nn.Cell):
     def __init__(self, rgb_type='RGB'):
         super().__init__()
         self.conv_weights = Parameter(ms.Tensor(grey_init(rgb_type)), name='conv_weights')
+        self.frozen_inverse = None
+
+    def freeze_inverse(self):
+        """Fix the matrix inverse (taken now) as a constant of :meth:`inverse`, for export:
+        ONNX has no matrix inverse. Training must not follow (the constant would go stale)."""
+        self.frozen_inverse = constant_inverse(self.conv_weights)
 
     def weights(self):
         """(the 3x3 matrix,)."""
@@ -54,6 +60,8 @@ class Conv1x1Grey(nn.Cell):
 
     def inverse(self, y):
         """Exact inverse of :meth:`construct` (up to float rounding)."""
+        if self.frozen_inverse is not None:
+            return channel_mix(y, self.frozen_inverse)
         return self.apply(y, self.weights(), True)
 
 

@@ -1,4 +1,5 @@
 """Small learnable-matrix helpers shared by the invertible linear ops (Conv1x1Grey, ConvDownsampling)."""
+import numpy as np
 import mindspore as ms
 from mindspore import ops
 
@@ -11,6 +12,12 @@ def matrix_inverse(w):
     gradient -W^-T dW^-1 W^-T flows through the casts, also in float64.
     """
     return ops.inverse(w.astype(ms.float64)).astype(w.dtype)
+
+
+def constant_inverse(w):
+    """The inverse of a matrix parameter's current value as a constant float32 Tensor (taken
+    in float64, like :func:`matrix_inverse`): for export, as ONNX has no matrix inverse."""
+    return ms.Tensor(np.linalg.inv(w.asnumpy().astype(np.float64)).astype(np.float32))
 
 
 def channel_mix(x, m):
