@@ -1,9 +1,9 @@
 """IRN-Color (IJCV extension): invertible decolourisation RGB -> (grey, z) and colourisation back.
 
 The network is :class:`src.network.grey.InvGreyNet` (a learnable 3x3 colour matrix, then
-split-1 coupling blocks); the objective is :class:`src.loss.IRNWithLoss` on the grey image
-(fit against OpenCV's float grey of the patch, lambda 3), the CE term on z and the
-reconstruction from (Q(grey), z = 0): the authors' ``gaussian_scale`` is 0 for this model.
+split-1 coupling blocks); training is IRN's (:class:`src.models.irn.IRNTraining`) with the grey
+image as the LR: fit against OpenCV's float grey of the patch (lambda 3), the CE term on z and
+the reconstruction from (Q(grey), z = 0): the authors' ``gaussian_scale`` is 0 for this model.
 Evaluation is ``test_IRN-Color.py``'s (:mod:`src.evaluate_color`); export writes the
 decolourise and colourise graphs; infer.py offers ``decolor`` / ``colorize``.
 """
@@ -13,6 +13,7 @@ from src.config import OPTIONAL
 from src.evaluate_color import COLOR_METRICS, evaluate_color
 from src.metrics import mean_metrics
 from src.models.base import Model
+from src.models.irn import IRNTraining
 from src.utils.errors import IRNError
 
 OPTIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'options')
@@ -20,7 +21,7 @@ COLUMNS = [('psnr_rgb', 'PSNR', 2), ('ssim_rgb', 'SSIM', 4), ('psnr_grey', 'grey
            ('ssim_grey', 'grey SSIM', 4)]
 
 
-class IRNColorModel(Model):
+class IRNColorModel(IRNTraining, Model):
     """IRN-Color (``network_grey.block_num: [K]`` coupling blocks; the paper: 8)."""
 
     name = 'IRN-Color'
@@ -40,7 +41,6 @@ class IRNColorModel(Model):
                'network_grey.which_model.subnet_type': ('DBNet',),
                'network_grey.init': ('xavier',),
                'datasets.train.use_grey': (True,), 'datasets.val.use_grey': (True,)}
-    loss_names = ('l_fit', 'l_ce', 'l_rec')
     val_fields = COLOR_METRICS
     best_metric = 'psnr_rgb'
 
@@ -87,30 +87,6 @@ class IRNColorModel(Model):
         """As :meth:`Model.load_net`; ``expect_scale`` is not checked: the network does not
         rescale (the config's ``scale`` is only the evaluation's mod-crop and crop border)."""
         return super().load_net(ckpt)
-
-    # ------------------------------------------------------------------ training
-    def setup_training(self, make_reducer=None):
-        from src.amp import apply_amp
-        from src.loss import build_net_with_loss
-        from src.optim import build_optimizer, build_train_step
-        self.net = apply_amp(self.build_net(), self.opt['train']['amp_level'])
-        self.optimizer = build_optimizer(self.net, self.opt)
-        reducer = make_reducer(self.optimizer.params) if make_reducer else None
-        self.step = build_train_step(build_net_with_loss(self.net, self.opt), self.optimizer,
-                                     self.opt, reducer)
-
-    def state_cells(self):
-        return {'net': self.net, 'opt': self.optimizer}
-
-    def train_step(self, batch, lr, rng):
-        hr, grey = batch
-        _, _, h, w = hr.shape
-        # The authors draw N(0, I) and scale it by gaussian_scale (0 here): drawn the same way.
-        z = self.draw_rows(rng, (self.net.channel_out - self.net.lr_channels, h, w))
-        out = self.step(*self.tensors(hr, grey, z), lr)
-        loss, l_fit, l_ce, l_rec, norm = (float(o.asnumpy()) for o in out[:5])
-        values = {'loss': loss, 'l_fit': l_fit, 'l_ce': l_ce, 'l_rec': l_rec, 'grad_norm': norm}
-        return values, bool(out[5].asnumpy())
 
     # ------------------------------------------------------------------ evaluation
     metrics = COLOR_METRICS
