@@ -151,6 +151,10 @@ class BlockwiseGrad:
                 fwd, inv, vjp_fwd, vjp_inv = shared[key]
                 weights = op.weights()
             else:  # Haar: parameter-free and cheap, a graph of its own
+                if op.trainable_params():
+                    raise IRNError(f'{type(op).__name__} has weights: train.memory_mode '
+                                   'recompute / invertible handle only coupling blocks and Haar '
+                                   'here; use train.memory_mode=plain')
                 fwd, inv = _Direction(op, False), _Direction(op, True)
                 vjp_fwd, vjp_inv = _LinearVJP(op, False), _LinearVJP(op, True)
                 weights = ()

@@ -219,3 +219,11 @@ def test_converter(tmp_path, capsys):
     assert 'does not apply to IRN-Color' in _error(capsys, [PTH, dst, '--scale', '2'])
     with pytest.raises(IRNError, match='checkpoint of a IRN-Color model, but this is IRN'):
         load_model(dst, os.path.join(ROOT, 'src', 'options', 'test_IRN_x2.yml'))
+
+
+def test_blockwise_memory_modes_refuse_the_colour_matrix_in_one_line():
+    from src.backprop import BlockwiseGrad
+    from src.loss import IRNWithLoss
+    from src.network.grey import InvGreyNet
+    with pytest.raises(IRNError, match='Conv1x1Grey has weights.*memory_mode=plain'):
+        BlockwiseGrad(IRNWithLoss(InvGreyNet([1]), 3.0, gaussian_scale=0.0), store_inputs=True)
