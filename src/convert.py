@@ -1,11 +1,11 @@
-"""Convert the authors' PyTorch IRN / IRN-Color weights (.pth) to a MindSpore checkpoint, without
-PyTorch.
+"""Convert the authors' PyTorch IRN / IRN_LD / IRN_E / IRN-Color weights (.pth) to a MindSpore
+checkpoint, without PyTorch.
 
 A .pth written by ``torch.save(state_dict)`` is a zip holding ``data.pkl`` (a pickle whose
 tensors refer to raw storages by key) and ``data/<key>`` files with the little-endian bytes.
 Only the handful of classes such a state dict uses may be unpickled.
 
-Usage: python -m src.convert IRN_x4.pth irn_x4.ckpt [--scale 4]
+Usage: python -m src.convert IRN_x4.pth irn_x4.ckpt [--scale 4]   (IRN_LD x3: --scale 3)
        python -m src.convert IRN_color.pth irn_color.ckpt [--model IRN-Color]
 """
 import argparse
@@ -99,13 +99,42 @@ def read_pth(path):
     return collections.OrderedDict(state)
 
 
-_KEY = re.compile(r'^operations\.(\d+)\.(haar_weights|[FGH]\.conv[1-5]\.(weight|bias))$')
+_KEY = re.compile(r'^operations\.(\d+)\.(haar_weights|conv_weights|[FGH]\.conv[1-5]\.(weight|bias))$')
 
 
-def torch_state_to_ours(state, path='<state>'):
-    """Map the authors' parameter names to ours and infer the block layout.
+def _layout(kinds, state, path):
+    """Operation kinds in order ('haar' / 'conv' / 'block') -> the architecture they build."""
+    from src.network.irn import arch_record
+    n = len(kinds)
+    if kinds[0] == 'conv':  # IRN_LD: one ConvDownsampling, then coupling blocks
+        if 'conv' in kinds[1:] or 'haar' in kinds:
+            raise IRNError(f'{path}: a ConvDownsampling must be the only downsampling (operations.0)')
+        shape = state['operations.0.conv_weights'].shape
+        s = int(round(shape[0] ** 0.5)) if len(shape) == 2 else 0
+        if s < 2 or shape != (s * s, s * s):
+            raise IRNError(f'{path}: operations.0.conv_weights has shape {shape}, expected (s*s, s*s)')
+        return arch_record(s, [n - 1], 'conv', True)
+    haar = [i for i, k in enumerate(kinds) if k == 'haar']
+    if not haar or haar[0] != 0:
+        raise IRNError(f'{path}: operations.0 is not a Haar transform or a ConvDownsampling')
+    for level, i in enumerate(haar):
+        w = state[f'operations.{i}.haar_weights']
+        if w.shape != (3 * 4 ** (level + 1), 1, 2, 2):
+            raise IRNError(f'{path}: operations.{i}.haar_weights has shape {w.shape}, expected '
+                           f'{(3 * 4 ** (level + 1), 1, 2, 2)}')
+    if len(haar) > 1 and haar == list(range(len(haar))):  # IRN_E: all Haar levels first
+        return arch_record(2 ** len(haar), [n - len(haar)], 'haar', True)
+    bounds = haar + [n]
+    block_num = [bounds[i + 1] - bounds[i] - 1 for i in range(len(haar))]
+    return arch_record(2 ** len(haar), block_num)
 
-    Returns ``(weights, block_num)``; Haar weights are checked and dropped (ours are fixed).
+
+def torch_to_irn(state, path='<state>'):
+    """Map the authors' parameter names to ours and infer the architecture.
+
+    Returns ``(weights, arch)`` with ``arch`` as ``InvRescaleNet.arch()``: IRN, IRN_LD
+    (``operations.0.conv_weights``, s*s x s*s) or IRN_E (all Haar levels first). Haar weights
+    are checked and dropped (ours are fixed).
     """
     state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
     bad = [k for k in state if not _KEY.match(k)]
@@ -114,18 +143,11 @@ def torch_state_to_ours(state, path='<state>'):
     ops = sorted({int(_KEY.match(k).group(1)) for k in state})
     if ops != list(range(len(ops))):
         raise IRNError(f'{path}: operations are not numbered 0..{len(ops) - 1}: missing operations')
-    haar = [i for i in ops if f'operations.{i}.haar_weights' in state]
-    if not haar or haar[0] != 0:
-        raise IRNError(f'{path}: operations.0 is not a Haar transform')
-    bounds = haar + [len(ops)]
-    block_num = [bounds[i + 1] - bounds[i] - 1 for i in range(len(haar))]
-    for level, i in enumerate(haar):
-        w = state[f'operations.{i}.haar_weights']
-        if w.shape != (3 * 4 ** (level + 1), 1, 2, 2):
-            raise IRNError(f'{path}: operations.{i}.haar_weights has shape {w.shape}, expected '
-                           f'{(3 * 4 ** (level + 1), 1, 2, 2)}')
+    kinds = ['haar' if f'operations.{i}.haar_weights' in state else
+             'conv' if f'operations.{i}.conv_weights' in state else 'block' for i in ops]
+    arch = _layout(kinds, state, path)
     weights = {k: np.asarray(v, dtype=np.float32) for k, v in state.items() if 'haar' not in k}
-    return weights, block_num
+    return weights, arch
 
 
 _GREY_KEY = re.compile(r'^operations\.(\d+)\.(conv_weights|[FGH]\.conv[1-5]\.(weight|bias))$')
@@ -158,12 +180,6 @@ def torch_to_grey(state, path='<state>'):
         raise IRNError(f'{path}: {extra[0]} is a second matrix: not an IRN-Color state_dict')
     weights = {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}
     return weights, {'net': 'InvGreyNet', 'scale': 1, 'block_num': [len(ops) - 1]}
-
-
-def torch_to_irn(state, path):
-    """:func:`torch_state_to_ours` returning ``(weights, architecture record)``."""
-    weights, block_num = torch_state_to_ours(state, path)
-    return weights, {'net': 'InvRescaleNet', 'scale': 2 ** len(block_num), 'block_num': block_num}
 
 
 def torch_model(state):
@@ -199,7 +215,8 @@ def main(argv=None):
                                      'MindSpore .ckpt')
     parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth or IRN_color.pth')
     parser.add_argument('dst', help='output MindSpore checkpoint, e.g. irn_x4.ckpt')
-    parser.add_argument('--scale', type=int, choices=(2, 4, 8), help='expected scale (checked)')
+    parser.add_argument('--scale', type=int, choices=range(2, 9), metavar='S',
+                        help='expected scale (checked): 2/4/8, or 2..8 for IRN_LD')
     parser.add_argument('--model', choices=('IRN', 'IRN-Color'),
                         help='expected model (checked; default: read from the keys)')
     args = parser.parse_args(argv)

@@ -11,7 +11,6 @@ import mindspore as ms
 from src.data.grey import grey_target
 from src.evaluate import compiled_cells
 from src.metrics import calculate_psnr, calculate_ssim, tensor_to_uint8
-from src.network.fast_conv import mindspore_conv
 
 __all__ = ['COLOR_METRICS', 'color_metrics', 'evaluate_color']
 
@@ -37,9 +36,8 @@ def evaluate_color(net, source, crop_border, keep_images=False):
     results = []
     for name, rgb in source:
         x = ms.Tensor(np.ascontiguousarray(rgb.transpose(2, 0, 1)[None]), ms.float32)
-        with mindspore_conv():
-            grey_q, z = down(x)
-            colour = up(grey_q, ms.Tensor(np.zeros(z.shape, np.float32)))
+        grey_q, z = down(x)
+        colour = up(grey_q, ms.Tensor(np.zeros(z.shape, np.float32)))
         grey_img = tensor_to_uint8(grey_q.asnumpy()[0])
         colour_img = tensor_to_uint8(colour.asnumpy()[0])
         gt = tensor_to_uint8(rgb.transpose(2, 0, 1))

@@ -72,7 +72,7 @@ def _tiny(out, *extra):
     overrides = ['network_grey.block_num=[1]', 'datasets.train.GT_size=16',
                  'datasets.train.batch_size=2', 'datasets.train.n_workers=1', 'train.niter=3',
                  'logger.print_freq=1', 'logger.save_checkpoint_freq=1', 'train.val_freq=3',
-                 'train.memory_mode=plain', 'name=run', *extra]
+                 'name=run', *extra]
     return load_config(TRAIN, overrides, device_target='CPU', output_dir=str(out),
                        data_path=os.path.join(ROOT, 'data', 'sample', 'train'))
 
@@ -220,10 +220,3 @@ def test_converter(tmp_path, capsys):
     with pytest.raises(IRNError, match='checkpoint of a IRN-Color model, but this is IRN'):
         load_model(dst, os.path.join(ROOT, 'src', 'options', 'test_IRN_x2.yml'))
 
-
-def test_blockwise_memory_modes_refuse_the_colour_matrix_in_one_line():
-    from src.backprop import BlockwiseGrad
-    from src.loss import IRNWithLoss
-    from src.network.grey import InvGreyNet
-    with pytest.raises(IRNError, match='Conv1x1Grey has weights.*memory_mode=plain'):
-        BlockwiseGrad(IRNWithLoss(InvGreyNet([1]), 3.0, gaussian_scale=0.0), store_inputs=True)

@@ -10,9 +10,10 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor, nn
 
-import np_reference as ref
+import reference64 as ref
 from conftest import DATA, fixture
 from test_parity import replay_steps
+from src.backprop import AccumulatingStep, BlockwiseGrad
 from src.convert import read_pth, torch_to_grey
 from src.data.grey import GreyPatchMaker, grey_target
 from src.data.io import uint8_to_float
@@ -79,8 +80,10 @@ def test_fresh_net_is_the_colour_matrix_and_paper_size():
     net = InvGreyNet([8])
     assert sum(p.size for p in net.trainable_params()) == 1413601  # spec section 3
     x = np.random.default_rng(3).random((1, 3, 9, 14)).astype(np.float32)
-    expected = ref.mix(x.astype(np.float64), ref.float64_params(net)['operations.0.conv_weights'])
+    w = net.operations[0].conv_weights.asnumpy().astype(np.float64)
+    expected = np.einsum('kj,bjhw->bkhw', w, x.astype(np.float64))  # identity blocks at init
     np.testing.assert_allclose(net(Tensor(x)).asnumpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(ref.evaluate(net, x), expected, atol=1e-12)
 
 
 def test_matrix_inverse_and_its_gradient_are_exact():
@@ -109,12 +112,19 @@ def test_grey_target_is_the_authors_bit_for_bit():
             np.testing.assert_array_equal(grey, d[target][b])
 
 
-def test_training_steps():
+@pytest.mark.parametrize('mode,micro', [('plain', None), ('recompute', None), ('invertible', 1)])
+def test_training_steps(mode, micro):
+    """The authors' three steps in the plain step and the block-wise memory modes (micro-batches
+    of 1 accumulate the batch of 2)."""
     net, d = _net()
     init = net.operations[0].conv_weights.asnumpy().copy()
     adam = ClippedAdam(net.trainable_params(), 0.9, 0.999, 1e-8, weight_decay=1e-5, clip_norm=10.0)
     loss = IRNWithLoss(net, float(d['lambda_fit']), gaussian_scale=float(d['gaussian_scale']))
-    replay_steps(net, d, TrainStep(loss, adam), target='grey_ref')
+    if mode == 'plain':
+        step = TrainStep(loss, adam)
+    else:
+        step = AccumulatingStep(BlockwiseGrad(loss, store_inputs=mode == 'recompute'), adam, micro)
+    replay_steps(net, d, step, target='grey_ref')
     final = net.operations[0].conv_weights.asnumpy()
     expected = d['final/operations.0.conv_weights']
     assert np.abs(expected - init).max() > 1e-4  # the matrix is trained ...
@@ -143,20 +153,17 @@ def test_invertible_on_odd_sizes_against_float64():
     rng = np.random.default_rng(5)
     for p in net.trainable_params():  # non-trivial blocks, a perturbed matrix
         p.set_data(Tensor((p.asnumpy() + rng.standard_normal(p.shape) * 0.02).astype(np.float32)))
-    params = ref.float64_params(net)
     x = rng.random((2, 3, 13, 21)).astype(np.float32)
-    mixed = ref.mix(x.astype(np.float64), params['operations.0.conv_weights'])
-    expected = mixed
-    for k in (1, 2):
-        expected = ref.coupling(expected, params, f'operations.{k}', 1)
+    expected = ref.evaluate(net, x)
+    w = net.operations[0].conv_weights.asnumpy().astype(np.float64)
+    mixed = np.einsum('kj,bjhw->bkhw', w, x.astype(np.float64))
     assert np.abs(expected - mixed).max() > 1e-2  # the blocks really act
     out = net(Tensor(x))
     np.testing.assert_allclose(out.asnumpy(), expected, atol=1e-5, rtol=0)
-    back = expected
-    for k in (2, 1):  # the float64 reverse undoes the float64 forward ...
-        back = ref.coupling(back, params, f'operations.{k}', 1, inverse=True)
-    np.testing.assert_allclose(back, mixed, atol=1e-12, rtol=0)
-    np.testing.assert_allclose(net.inverse(out).asnumpy(), x, atol=1e-5, rtol=0)  # ... ours too
+    back = net.inverse(out).asnumpy()
+    np.testing.assert_allclose(back, x, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(back, ref.evaluate(net, out.asnumpy(), inverse=True), atol=1e-5,
+                               rtol=0)
 
 
 def test_converter_rejects_other_models():

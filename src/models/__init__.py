@@ -78,6 +78,8 @@ def load_model(ckpt, config=None, overrides=(), scale=None, device_target=None):
         if config is None and arch is None and scale is None:
             raise IRNError(f'{ckpt}: the file does not record its architecture; pass --config '
                            'or --scale')
+    if config is None and scale is None and arch:  # no evaluation yml: defaults at its scale
+        scale = arch['scale']
     opt = load_config(config, overrides, scale=scale, device_target=device_target,
                       model=None if config else cls.name)
     setup_device(opt['device_target'])

@@ -162,6 +162,7 @@ class Model:
 
     # ------------------------------------------------------------------ deployment
     infer_modes = ()      # infer.py's modes for this model
+    fractional_scales = False  # infer.py --scale 2.5: resize around the integer scale
 
     @staticmethod
     def export_cells(net, height=None, width=None):
