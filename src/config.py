@@ -82,6 +82,9 @@ SCHEMA = {
         'weight_decay_G': (float, 1e-5),
         'gradient_clipping': (float, 10.0),
         'gaussian_scale': (float, 1.0),
+        'add_noise_on_y': (bool, False),       # noise fine-tune (EXTENSIONS.md 5.1)
+        'y_noise_prob': (float, OPTIONAL),
+        'y_noise_scale': (float, OPTIONAL),
         'micro_batch': (int, OPTIONAL),        # default: the whole batch
         'memory_mode': (str, 'plain'),
         'amp_level': (str, 'O0'),
@@ -108,7 +111,7 @@ CHOICES = {
     'scale': (2, 4, 8),
     'network_G.which_model_G.subnet_type': ('DBNet',),
     'train.lr_scheme': ('MultiStepLR', 'CosineAnnealingLR_Restart'),
-    'train.pixel_criterion_forw': ('l2',),
+    'train.pixel_criterion_forw': ('l2', 'l1'),
     'train.pixel_criterion_back': ('l1',),
     'train.memory_mode': ('auto', 'plain', 'recompute', 'invertible'),
     'train.amp_level': ('O0', 'O1'),
@@ -249,6 +252,10 @@ def validate(opt, source):
     train = opt['train']
     if train['lambda_fit_forw'] is None:
         train['lambda_fit_forw'] = float(scale ** 2)
+    if train['add_noise_on_y']:
+        for key in ('y_noise_prob', 'y_noise_scale'):
+            if train[key] is None or train[key] < 0:
+                raise IRNError(f'{source}: train.add_noise_on_y needs train.{key} (>= 0)')
     batch = opt['datasets']['train']['batch_size']
     micro = train['micro_batch']  # None: each device's whole batch at once
     if micro is not None and (micro <= 0 or batch % micro):

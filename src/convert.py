@@ -126,6 +126,57 @@ def torch_state_to_ours(state, path='<state>'):
     return weights, block_num
 
 
+_RRDB_KEY = re.compile(r'^(conv_first|trunk_conv|conv_last)\.(weight|bias)$'
+                       r'|^RRDB_trunk\.(\d+)\.RDB[123]\.conv[1-5]\.(weight|bias)$')
+
+
+def is_crm_state(state):
+    """True when a state dict holds the authors' CRM (RRDBNet) rather than an IRN."""
+    return 'conv_first.weight' in state or 'module.conv_first.weight' in state
+
+
+def crm_state_to_ours(state, path='<state>'):
+    """The authors' CRM (``RRDBNet``) state dict -> ``(weights, layout)``.
+
+    ``layout`` = {in_nc, out_nc, nf, nb, gc}, read from the tensor shapes; every key and shape
+    is then checked against an RRDBNet of that layout (one-line IRNError naming the file).
+    """
+    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+    bad = [k for k in state if not _RRDB_KEY.match(k)]
+    if bad:
+        raise IRNError(f'{path}: unexpected key {bad[0]!r} ({len(bad)} unknown keys): not an '
+                       'RRDBNet (CRM) state_dict')
+    for key in ('conv_first.weight', 'conv_last.weight'):
+        if key not in state or np.ndim(state[key]) != 4:
+            raise IRNError(f'{path}: {key} missing or not a 4-d conv weight: not a CRM state_dict')
+    blocks = sorted({int(m.group(3)) for m in map(_RRDB_KEY.match, state) if m.group(3)})
+    if blocks != list(range(len(blocks))):
+        raise IRNError(f'{path}: RRDB_trunk blocks are not numbered 0..{len(blocks) - 1}')
+    first, last = state['conv_first.weight'], state['conv_last.weight']
+    gc_key = 'RRDB_trunk.0.RDB1.conv1.weight'
+    layout = {'in_nc': int(first.shape[1]), 'out_nc': int(last.shape[0]), 'nf': int(first.shape[0]),
+              'nb': len(blocks), 'gc': int(state[gc_key].shape[0]) if gc_key in state else 32}
+    from src.network.rrdb import RRDBNet
+    expected = {p.name: tuple(p.shape) for p in RRDBNet(**layout).get_parameters()}
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise IRNError(f'{path}: {missing[0]} missing ({len(missing)} keys) for an RRDBNet '
+                       f'{layout}')
+    for name, shape in expected.items():
+        if tuple(state[name].shape) != shape:
+            raise IRNError(f'{path}: {name} has shape {tuple(state[name].shape)}, an RRDBNet '
+                           f'{layout} expects {shape}')
+    return {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}, layout
+
+
+def convert_crm(src, dst):
+    """Convert an authors' CRM .pth to our CRM .ckpt (layout recorded). Returns the layout."""
+    from src.compression import save_crm
+    weights, layout = crm_state_to_ours(read_pth(src), src)
+    save_crm(weights, layout, dst)
+    return layout
+
+
 def convert(src, dst, scale=None):
     """Convert ``src`` (.pth) to ``dst`` (.ckpt); checks every key and shape. Returns block_num."""
     from src.network import InvRescaleNet
@@ -141,12 +192,17 @@ def convert(src, dst, scale=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='Convert authors\' IRN .pth weights to MindSpore .ckpt')
-    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth')
+    parser = argparse.ArgumentParser(description='Convert authors\' IRN (or CRM) .pth weights to '
+                                     'MindSpore .ckpt')
+    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth or CRM_x2_q90.pth')
     parser.add_argument('dst', help='output MindSpore checkpoint, e.g. irn_x4.ckpt')
     parser.add_argument('--scale', type=int, choices=(2, 4, 8), help='expected scale (checked)')
     args = parser.parse_args(argv)
     try:
+        if is_crm_state(read_pth(args.src)):
+            layout = convert_crm(args.src, args.dst)
+            print(f'wrote {args.dst}: CRM (RRDBNet) ' + ' '.join(f'{k} {v}' for k, v in layout.items()))
+            return 0
         block_num = convert(args.src, args.dst, args.scale)
     except IRNError as exc:
         print(f'error: {exc}', file=sys.stderr)

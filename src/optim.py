@@ -59,7 +59,9 @@ def build_optimizer(net, opt):
 class TrainStep(nn.Cell):
     """One optimisation step: losses, gradients, (all-reduce), clipping, Adam.
 
-    ``construct(hr, lr_ref, z_noise, lr)`` -> ``(loss, l_fit, l_ce, l_rec, grad_norm, applied)``.
+    ``construct(*inputs, lr)`` -> ``(*losses, grad_norm, applied)``: ``net_with_loss(*inputs)``
+    returns a tuple whose first element is the loss that is differentiated (for IRN
+    ``step(hr, lr_ref, z_noise, lr)`` -> ``(loss, l_fit, l_ce, l_rec, grad_norm, applied)``).
     ``grad_reducer`` is an ``nn.DistributedGradReducer`` in data-parallel runs, identity
     otherwise. A non-finite loss or gradient norm skips the update (``applied`` is False).
     """
@@ -72,13 +74,13 @@ class TrainStep(nn.Cell):
         self.grad_fn = ops.value_and_grad(net_with_loss, None, self.weights, has_aux=True)
         self.grad_reducer = grad_reducer if grad_reducer is not None else ops.identity
 
-    def construct(self, hr, lr_ref, z_noise, lr):
-        (loss, l_fit, l_ce, l_rec), grads = self.grad_fn(hr, lr_ref, z_noise)
+    def construct(self, *args):
+        losses, grads = self.grad_fn(*args[:-1])
         grads = self.grad_reducer(grads)
         norm = self.optimizer.global_norm(grads)
-        ok = ops.logical_and(ops.isfinite(loss), ops.isfinite(norm))
-        norm = self.optimizer(grads, lr, ok)
-        return loss, l_fit, l_ce, l_rec, norm, ok
+        ok = ops.logical_and(ops.isfinite(losses[0]), ops.isfinite(norm))
+        norm = self.optimizer(grads, args[-1], ok)
+        return losses + (norm, ok)
 
 
 def resolve_memory_mode(mode):

@@ -23,7 +23,7 @@ from src.config import dump_config
 from src.data.pipeline import build_train_source, create_train_dataset
 from src.data.sources import ValidationSource
 from src.evaluate import evaluate, summarize
-from src.loss import build_net_with_loss
+from src.loss import build_net_with_loss, draw_step_noise, y_noise_option
 from src.network import build_network
 from src.optim import build_optimizer, build_train_step, resolve_memory_mode
 from src.schedule import build_lr
@@ -145,10 +145,12 @@ class Trainer:
         return batch[0], batch[1]
 
     def draw_z(self, lr_shape):
-        """The reconstruction-branch noise of this rank: its rows of one global N(0, I) draw."""
-        b, _, h, w = lr_shape
+        """The upscaling-branch noise of this rank: its rows of one global draw
+        (z ~ N(0, I), preceded by the LR noise with ``train.add_noise_on_y``)."""
+        _, c, h, w = lr_shape
         zc = self.net.channel_out - self.net.channel_in
-        full = self.rng.standard_normal((self.global_batch, zc, h, w), dtype=np.float32)
+        full = draw_step_noise(self.rng, self.global_batch, c, zc, h, w,
+                               y_noise_option(self.opt['train']))
         return full[self.rank_id::self.rank_size]
 
     # ------------------------------------------------------------------ validation

@@ -1,0 +1,226 @@
+"""IRN with a lossy codec on its LR (EXTENSIONS.md section 5): the CRM step and the evaluation.
+
+The codec is real (OpenCV, :mod:`src.codecs.real`), so it runs in numpy between compiled graphs:
+
+* training (IRN frozen, the authors' ``only_jpeg_reconstruction``): LR = Q(G(HR)[:, :3])
+  (graph) -> J = JPEG(LR) (numpy) -> one CRM update on L2sum(CRM(J), LR) (graph);
+* evaluation (``test_IRN-Compression.py``): LR -> JPEG q -> restore = Q(CRM(J)) (or J itself
+  without a CRM) -> SR = G^-1(cat[restore, z]); PSNR / SSIM of SR (RGB and Y, crop = scale), of
+  the LR against the bicubic LR, the restore PSNR (LR vs restore, no crop), and
+  bpp = compressed LR bytes x 8 / HR pixels.
+
+CRM checkpoints record their layout (in_nc, out_nc, nf, nb, gc) beside the weights.
+"""
+import json
+import os
+
+import numpy as np
+import mindspore as ms
+from mindspore import nn
+
+from src.codecs.real import bits_per_pixel, decode, encode, roundtrip_batch
+from src.data.bicubic import imresize
+from src.evaluate import _cells, _dynamic, _pair_metrics, sample_z
+from src.inference import DownscaleNet, QuantizeLR
+from src.loss import CRMWithLoss
+from src.metrics import calculate_psnr, tensor_to_uint8
+from src.network.fast_conv import mindspore_conv
+from src.network.rrdb import RRDBNet
+from src.optim import TrainStep
+from src.utils.checkpoint import atomic_save
+from src.utils.errors import IRNError
+
+__all__ = ['CRM_LAYOUT_KEY', 'save_crm', 'read_crm', 'load_crm', 'CRMStep', 'RestoreNet',
+           'compress_image', 'evaluate_compression', 'COMPRESSION_METRICS']
+
+CRM_LAYOUT_KEY = 'crm_layout'  # json {in_nc, out_nc, nf, nb, gc} beside the weights
+COMPRESSION_METRICS = ('psnr_rgb', 'ssim_rgb', 'psnr_y', 'ssim_y', 'lr_psnr_rgb', 'lr_ssim_rgb',
+                       'lr_psnr_y', 'lr_ssim_y', 'psnr_restore', 'bpp', 'bytes')
+
+
+# ------------------------------------------------------------------ CRM weights
+def save_crm(weights, layout, path, extra=None):
+    """Write CRM weights ``{name: array}`` with their layout as a MindSpore checkpoint."""
+    entries = [{'name': k, 'data': ms.Tensor(np.asarray(v, np.float32))} for k, v in weights.items()]
+    meta = {CRM_LAYOUT_KEY: json.dumps(dict(layout))}
+    meta.update(extra or {})
+    atomic_save(lambda tmp: ms.save_checkpoint(entries, tmp, append_dict=meta), path)
+
+
+def read_crm(path):
+    """CRM weights and layout from our .ckpt or the authors' .pth (``CRM_x2_q90.pth``).
+
+    A training state's ``crm.``-prefixed entries are used. Raises IRNError naming the file.
+    """
+    if not path or not os.path.isfile(path):
+        raise IRNError(f'{path}: CRM checkpoint not found')
+    from src.convert import crm_state_to_ours, read_pth
+    if path.endswith('.pth'):
+        return crm_state_to_ours(read_pth(path), path)
+    try:
+        raw = ms.load_checkpoint(path)
+    except Exception as exc:  # MindSpore raises ValueError/RuntimeError with long texts
+        raise IRNError(f'{path}: not a readable MindSpore checkpoint ({type(exc).__name__})') from None
+    if CRM_LAYOUT_KEY not in raw:
+        raise IRNError(f'{path}: not a CRM checkpoint (no {CRM_LAYOUT_KEY}; an IRN checkpoint?)')
+    layout = json.loads(str(raw.pop(CRM_LAYOUT_KEY)))
+    weights = {k: v.asnumpy() for k, v in raw.items() if hasattr(v, 'asnumpy')}
+    if any(k.startswith('crm.') for k in weights):
+        weights = {k[4:]: v for k, v in weights.items() if k.startswith('crm.')}
+    return weights, layout
+
+
+def load_crm(path, layout=None):
+    """An RRDBNet with the layout and weights of ``path``; ``layout`` (if given) must match."""
+    weights, stored = read_crm(path)
+    if layout is not None and {k: int(v) for k, v in layout.items()} != stored:
+        raise IRNError(f'{path}: CRM layout {stored} does not match the config\'s {dict(layout)}')
+    net = RRDBNet(**stored)
+    params = {p.name: p for p in net.get_parameters()}
+    missing, extra = sorted(set(params) - set(weights)), sorted(set(weights) - set(params))
+    if missing or extra:
+        what = f'missing {missing[:2]}' if missing else f'unexpected {extra[:2]}'
+        raise IRNError(f'{path}: does not match an RRDBNet {stored}: {what}')
+    for name, p in params.items():
+        if tuple(weights[name].shape) != tuple(p.shape):
+            raise IRNError(f'{path}: {name} has shape {tuple(weights[name].shape)}, expected '
+                           f'{tuple(p.shape)}')
+        p.set_data(ms.Tensor(weights[name].astype(np.float32)))
+    net.set_train(False)
+    return net
+
+
+# ------------------------------------------------------------------ training step
+class CRMStep:
+    """One CRM update with IRN frozen: graph, numpy codec, graph.
+
+    ``step(hr, lr_rate)`` (hr a numpy NCHW batch) -> dict with ``loss``, ``l_jpeg``,
+    ``grad_norm`` (pre-clip), ``applied`` and the numpy ``lr`` / ``jpeg`` batches and
+    ``bytes`` per image. The optimizer holds the CRM's parameters only (wd 0, clip 10 in the
+    authors' yml); IRN's weights are not touched.
+
+    Args:
+        irn (InvRescaleNet): the frozen IRN (the noise fine-tuned x2 in the paper).
+        crm (RRDBNet): the network being trained.
+        optimizer (ClippedAdam): over ``crm.trainable_params()``.
+        fmt, quality: the codec (``jpeg`` / ``webp``) and its quality (authors: jpeg 90).
+        lambda_rec_jpeg (float), criterion (str): the loss weight and criterion (1, 'l2').
+        grad_reducer: ``nn.DistributedGradReducer`` in data-parallel runs.
+    """
+
+    def __init__(self, irn, crm, optimizer, fmt='jpeg', quality=90, lambda_rec_jpeg=1.0,
+                 criterion='l2', grad_reducer=None):
+        self.down = DownscaleNet(irn)
+        self.down.set_train(False)
+        self.fmt, self.quality = fmt, quality
+        self.train = TrainStep(CRMWithLoss(crm, lambda_rec_jpeg, criterion), optimizer,
+                               grad_reducer)
+
+    def __call__(self, hr, lr_rate):
+        lr = self.down(ms.Tensor(hr, ms.float32)).asnumpy()
+        jpeg, sizes = roundtrip_batch(lr, self.fmt, self.quality)
+        loss, l_jpeg, norm, ok = self.train(ms.Tensor(jpeg), ms.Tensor(lr), lr_rate)
+        return {'loss': float(loss.asnumpy()), 'l_jpeg': float(l_jpeg.asnumpy()),
+                'grad_norm': float(norm.asnumpy()), 'applied': bool(ok.asnumpy()),
+                'lr': lr, 'jpeg': jpeg, 'bytes': sizes}
+
+
+# ------------------------------------------------------------------ evaluation
+class RestoreNet(nn.Cell):
+    """Decoded LR -> Q(CRM(LR)): the restored LR handed to IRN's upscaling."""
+
+    def __init__(self, crm):
+        super().__init__(auto_prefix=False)
+        self.crm = crm
+        self.quant = QuantizeLR()
+
+    def construct(self, x):
+        return self.quant(self.crm(x))
+
+
+_RESTORE = {}  # id(crm) -> (crm, dynamic RestoreNet): compile once per network
+
+
+def _restore_cell(crm):
+    cached = _RESTORE.get(id(crm))
+    if cached is None or cached[0] is not crm:
+        _RESTORE.clear()
+        cached = _RESTORE[id(crm)] = (crm, _dynamic(RestoreNet(crm), crm.in_nc))
+    return cached[1]
+
+
+def _unit(img8):
+    """uint8 -> float32 k/255 (what the codec round trip returns)."""
+    return img8.astype(np.float32) / np.float32(255.0)
+
+
+def _nchw(img):
+    return ms.Tensor(np.ascontiguousarray(np.asarray(img, np.float32).transpose(2, 0, 1)[None]))
+
+
+def compress_image(irn, crm, hr, fmt='jpeg', quality=90, zs=(), crop=None):
+    """The authors' compression pipeline on one HR image (HxWx3 float32, mod-cropped).
+
+    ``crm`` None skips the restoration (their ``ignore_restore``: J goes to the upscaling).
+    ``zs``: the z arrays (1, C, h, w) to upscale with; the HR metrics are averaged over them.
+    ``crop``: border cropped for the HR metrics (default: the scale).
+    Returns ``(metrics, images)``: metrics has :data:`COMPRESSION_METRICS` (the HR ones only
+    with ``zs``); images has uint8 HxWx3 ``lr``, ``jpeg``, ``restore``, first ``sr``, and
+    the compressed ``data`` bytes.
+    """
+    scale = irn.scale
+    crop = scale if crop is None else crop
+    down, up = _cells(irn)
+    with mindspore_conv():  # dynamic shapes
+        lr_q, _ = down(_nchw(hr))
+    lr8 = tensor_to_uint8(lr_q.asnumpy()[0])
+    data = encode(lr8, fmt, quality)
+    jpeg8 = decode(data)
+    if crm is None:
+        restore8 = jpeg8
+    else:
+        with mindspore_conv():
+            restore8 = tensor_to_uint8(_restore_cell(crm)(_nchw(_unit(jpeg8))).asnumpy()[0])
+    lr_ref = tensor_to_uint8(imresize(hr.astype(np.float64), 1.0 / scale).transpose(2, 0, 1))
+    res = {'bytes': len(data), 'bpp': bits_per_pixel(len(data), hr.shape[0], hr.shape[1]),
+           'psnr_restore': calculate_psnr(lr8, restore8)}
+    res.update(_pair_metrics(lr8, lr_ref, 0, 'lr', 'lr_'))
+    gt = tensor_to_uint8(hr.transpose(2, 0, 1))
+    restore_t = _nchw(_unit(restore8))
+    images = {'lr': lr8, 'jpeg': jpeg8, 'restore': restore8, 'data': data, 'sr': None}
+    draws = []
+    for z in zs:
+        with mindspore_conv():
+            sr = tensor_to_uint8(up(restore_t, ms.Tensor(np.asarray(z, np.float32))).asnumpy()[0])
+        images['sr'] = sr if images['sr'] is None else images['sr']
+        draws.append(_pair_metrics(sr, gt, crop, 'hr'))
+    for key in (draws[0] if draws else ()):
+        res[key] = float(np.mean([d[key] for d in draws]))
+    return res, images
+
+
+def evaluate_compression(irn, crm, source, fmt='jpeg', quality=90, z_mode='sample', seed=0,
+                         draws=1, crop=None, keep_images=False):
+    """:func:`compress_image` over ``source`` (``(name, hr)`` pairs, mod-cropped).
+
+    z of image ``i``, draw ``d`` is :func:`src.evaluate.sample_z` with ``[seed, i, d]``
+    (as in the IRN evaluation). Returns one dict per image: ``name``, ``draws``, the metrics,
+    and with ``keep_images`` the uint8 ``lr``, ``jpeg``, ``restore``, ``sr``.
+    """
+    draws = 1 if z_mode == 'zero' else int(draws)
+    if draws < 1:
+        raise IRNError(f'z draws must be >= 1, got {draws}')
+    zc = irn.channel_out - irn.channel_in
+    results = []
+    for index, (name, hr) in enumerate(source):
+        h, w = hr.shape[:2]
+        if h % irn.scale or w % irn.scale:
+            raise IRNError(f'{name}: {h}x{w} is not mod-cropped to scale {irn.scale}')
+        shape = (1, zc, h // irn.scale, w // irn.scale)
+        zs = [sample_z(shape, z_mode, seed, index, d) for d in range(draws)]
+        res, images = compress_image(irn, crm, hr, fmt, quality, zs, crop)
+        res.update(name=name, draws=draws)
+        if keep_images:
+            res.update({k: images[k] for k in ('lr', 'jpeg', 'restore', 'sr')})
+        results.append(res)
+    return results
