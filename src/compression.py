@@ -22,16 +22,16 @@ from src.codecs.real import bits_per_pixel, decode, encode, roundtrip_batch
 from src.data.bicubic import imresize
 from src.evaluate import _cells, _dynamic, _pair_metrics, sample_z
 from src.inference import DownscaleNet, QuantizeLR
-from src.loss import CRMWithLoss
+from src.loss import CRMWithLoss, IRNCRMJointWithLoss
 from src.metrics import calculate_psnr, tensor_to_uint8
 from src.network.fast_conv import mindspore_conv
 from src.network.rrdb import RRDBNet
-from src.optim import TrainStep
+from src.optim import PairTrainStep, TrainStep
 from src.utils.checkpoint import atomic_save
 from src.utils.errors import IRNError
 
-__all__ = ['CRM_LAYOUT_KEY', 'save_crm', 'read_crm', 'load_crm', 'CRMStep', 'RestoreNet',
-           'compress_image', 'evaluate_compression', 'COMPRESSION_METRICS']
+__all__ = ['CRM_LAYOUT_KEY', 'save_crm', 'read_crm', 'load_crm', 'CRMStep', 'JointCRMStep', 'RestoreNet',
+           'irn_lr', 'compress_image', 'evaluate_compression', 'COMPRESSION_METRICS']
 
 CRM_LAYOUT_KEY = 'crm_layout'  # json {in_nc, out_nc, nf, nb, gc} beside the weights
 COMPRESSION_METRICS = ('psnr_rgb', 'ssim_rgb', 'psnr_y', 'ssim_y', 'lr_psnr_rgb', 'lr_ssim_rgb',
@@ -125,6 +125,37 @@ class CRMStep:
                 'lr': lr, 'jpeg': jpeg, 'bytes': sizes}
 
 
+class JointCRMStep:
+    """One joint IRN + CRM update (the authors' ``only_jpeg_reconstruction: False``).
+
+    ``step(hr, lr_ref, z, lr_g, lr_r)`` (numpy batches) -> dict with ``loss``, ``l_fit``,
+    ``l_ce``, ``l_rec``, ``l_jpeg``, ``grad_norm_g``, ``grad_norm_r``, ``applied``, ``jpeg``.
+    The JPEG of Q(G(hr)) is made from a forward pass of its own (graph, numpy codec); the
+    train graph then recomputes that forward with gradients (the same values).
+
+    Args:
+        irn_loss (IRNLoss): the fit / CE / reconstruction terms (λ, criteria, gaussian_scale).
+        opt_g, opt_r (ClippedAdam): over IRN's and the CRM's parameters (clipped apart).
+    """
+
+    def __init__(self, irn, crm, opt_g, opt_r, irn_loss, fmt='jpeg', quality=90,
+                 lambda_rec_jpeg=1.0, criterion='l2'):
+        self.down = DownscaleNet(irn)
+        self.fmt, self.quality = fmt, quality
+        self.train = PairTrainStep(IRNCRMJointWithLoss(irn, crm, irn_loss, lambda_rec_jpeg,
+                                                       criterion), opt_g, opt_r)
+
+    def __call__(self, hr, lr_ref, z, lr_g, lr_r):
+        hr = ms.Tensor(hr, ms.float32)
+        jpeg, _ = roundtrip_batch(self.down(hr).asnumpy(), self.fmt, self.quality)
+        out = self.train(hr, ms.Tensor(lr_ref, ms.float32), ms.Tensor(jpeg),
+                         ms.Tensor(z, ms.float32), lr_g, lr_r)
+        names = ('loss', 'l_fit', 'l_ce', 'l_rec', 'l_jpeg', 'grad_norm_g', 'grad_norm_r')
+        res = {k: float(v.asnumpy()) for k, v in zip(names, out)}
+        res.update(applied=bool(out[-1].asnumpy()), jpeg=jpeg)
+        return res
+
+
 # ------------------------------------------------------------------ evaluation
 class RestoreNet(nn.Cell):
     """Decoded LR -> Q(CRM(LR)): the restored LR handed to IRN's upscaling."""
@@ -158,22 +189,28 @@ def _nchw(img):
     return ms.Tensor(np.ascontiguousarray(np.asarray(img, np.float32).transpose(2, 0, 1)[None]))
 
 
-def compress_image(irn, crm, hr, fmt='jpeg', quality=90, zs=(), crop=None):
+def irn_lr(irn, hr):
+    """The quantised IRN LR of one HR image (HxWx3 float32, mod-cropped) as HxWx3 uint8."""
+    down, _ = _cells(irn)
+    with mindspore_conv():  # dynamic shapes
+        lr_q, _ = down(_nchw(hr))
+    return tensor_to_uint8(lr_q.asnumpy()[0])
+
+
+def compress_image(irn, crm, hr, fmt='jpeg', quality=90, zs=(), crop=None, lr8=None):
     """The authors' compression pipeline on one HR image (HxWx3 float32, mod-cropped).
 
     ``crm`` None skips the restoration (their ``ignore_restore``: J goes to the upscaling).
     ``zs``: the z arrays (1, C, h, w) to upscale with; the HR metrics are averaged over them.
-    ``crop``: border cropped for the HR metrics (default: the scale).
+    ``crop``: border cropped for the HR metrics (default: the scale). ``lr8``: the image's
+    :func:`irn_lr` if already known (a quality sweep downscales once).
     Returns ``(metrics, images)``: metrics has :data:`COMPRESSION_METRICS` (the HR ones only
     with ``zs``); images has uint8 HxWx3 ``lr``, ``jpeg``, ``restore``, first ``sr``, and
     the compressed ``data`` bytes.
     """
     scale = irn.scale
     crop = scale if crop is None else crop
-    down, up = _cells(irn)
-    with mindspore_conv():  # dynamic shapes
-        lr_q, _ = down(_nchw(hr))
-    lr8 = tensor_to_uint8(lr_q.asnumpy()[0])
+    lr8 = irn_lr(irn, hr) if lr8 is None else lr8
     data = encode(lr8, fmt, quality)
     jpeg8 = decode(data)
     if crm is None:
@@ -187,6 +224,7 @@ def compress_image(irn, crm, hr, fmt='jpeg', quality=90, zs=(), crop=None):
     res.update(_pair_metrics(lr8, lr_ref, 0, 'lr', 'lr_'))
     gt = tensor_to_uint8(hr.transpose(2, 0, 1))
     restore_t = _nchw(_unit(restore8))
+    _, up = _cells(irn)
     images = {'lr': lr8, 'jpeg': jpeg8, 'restore': restore8, 'data': data, 'sr': None}
     draws = []
     for z in zs:

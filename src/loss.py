@@ -159,3 +159,30 @@ class CRMWithLoss(nn.Cell):
     def construct(self, jpeg, lr):
         l_jpeg = self.lambda_rec_jpeg * pixel_loss(lr, self.crm(jpeg), self.criterion)
         return l_jpeg, l_jpeg
+
+
+class IRNCRMJointWithLoss(nn.Cell):
+    """The authors' joint IRN + CRM objective (``only_jpeg_reconstruction: False``; no yml uses it).
+
+    ``construct(hr, lr_ref, jpeg, z)`` -> ``(loss, l_fit, l_ce, l_rec, l_jpeg)`` with
+    ``jpeg`` the decoded JPEG of Q(G(hr)[:, :3]) (a constant), R = CRM(jpeg),
+    l_jpeg = lambda_rec_jpeg * L2sum(Q(lr), R) (its gradient reaches G through Q(lr)), and the
+    upscaling fed with ``Replace(Q(lr), Q(R))``: the value Q(R), the gradient passed to both.
+    """
+
+    def __init__(self, net, crm, irn_loss, lambda_rec_jpeg=1.0, criterion='l2'):
+        super().__init__(auto_prefix=False)
+        self.net, self.crm, self.loss = net, crm, irn_loss
+        self.quant = Quantization()
+        self.lambda_rec_jpeg, self.criterion = lambda_rec_jpeg, criterion
+
+    def construct(self, hr, lr_ref, jpeg, z):
+        out = self.net(hr)
+        l_fit, l_ce = self.loss.forward_terms(out, lr_ref)
+        lr = self.quant(out[:, :self.loss.channels])
+        restored = self.crm(jpeg)
+        l_jpeg = self.lambda_rec_jpeg * pixel_loss(lr, restored, self.criterion)
+        y = self.quant(restored) + (lr - ops.stop_gradient(lr))  # exact value Q(R)
+        rec = self.net.inverse(ops.cat((y, self.loss.gaussian_scale * z), 1))
+        l_rec = self.loss.reconstruction(hr, rec)
+        return l_jpeg + l_fit + l_rec + l_ce, l_fit, l_ce, l_rec, l_jpeg
