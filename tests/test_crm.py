@@ -15,7 +15,7 @@ from mindspore import Tensor
 from conftest import DATA, ROOT, fixture
 from src.codecs import bits_per_pixel, roundtrip_batch
 from src.compression import CRMStep, JointCRMStep, compress_image, load_crm, read_crm
-from src.convert import convert_crm, read_pth
+from src.convert import convert_crm, main as convert_main, read_pth
 from src.loss import IRNLoss, IRNWithLoss, draw_step_noise
 from src.network import InvRescaleNet
 from src.network.rrdb import RRDBNet
@@ -213,6 +213,8 @@ def test_compression_evaluation():
 def test_crm_converter_and_errors(tmp_path):
     out = str(tmp_path / 'crm.ckpt')
     assert convert_crm(CRM_PTH, out) == {'in_nc': 3, 'out_nc': 3, 'nf': 16, 'nb': 2, 'gc': 8}
+    assert convert_main([CRM_PTH, str(tmp_path / 'cli.ckpt')]) == 0  # tells a CRM from an IRN
+    assert read_crm(str(tmp_path / 'cli.ckpt'))[1]['gc'] == 8
     ours, layout = read_crm(out)
     theirs = read_pth(CRM_PTH)
     assert layout['nb'] == 2 and set(ours) == set(theirs)
