@@ -29,9 +29,10 @@ from src.network.rrdb import RRDBNet
 from src.optim import PairTrainStep, TrainStep
 from src.utils.checkpoint import atomic_save
 from src.utils.errors import IRNError
+from src.utils.tiling import tiled_apply
 
-__all__ = ['CRM_LAYOUT_KEY', 'save_crm', 'read_crm', 'load_crm', 'CRMStep', 'JointCRMStep', 'RestoreNet',
-           'irn_lr', 'compress_image', 'evaluate_compression', 'COMPRESSION_METRICS']
+__all__ = ['CRM_LAYOUT_KEY', 'save_crm', 'read_crm', 'load_crm', 'CRMStep', 'JointCRMStep',
+           'RestoreNet', 'restore_lr', 'irn_lr', 'compress_image', 'evaluate_compression', 'COMPRESSION_METRICS']
 
 CRM_LAYOUT_KEY = 'crm_layout'  # json {in_nc, out_nc, nf, nb, gc} beside the weights
 COMPRESSION_METRICS = ('psnr_rgb', 'ssim_rgb', 'psnr_y', 'ssim_y', 'lr_psnr_rgb', 'lr_ssim_rgb',
@@ -187,6 +188,22 @@ def _unit(img8):
 
 def _nchw(img):
     return ms.Tensor(np.ascontiguousarray(np.asarray(img, np.float32).transpose(2, 0, 1)[None]))
+
+
+def restore_lr(crm, lr8, tile=0, overlap=0):
+    """A decoded lossy LR (HxWx3 uint8) -> the CRM-restored LR, uint8 (Q(CRM(lr / 255))).
+
+    ``tile`` / ``overlap`` in LR pixels (0: the whole image at once).
+    """
+    cell = _restore_cell(crm)
+
+    def once(parts):
+        with mindspore_conv():  # dynamic shapes
+            return cell(_nchw(parts[0])).asnumpy()[0].transpose(1, 2, 0)
+
+    x = _unit(np.asarray(lr8, np.uint8))
+    out = once([x]) if not tile else tiled_apply(once, [x], tile, overlap)
+    return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def irn_lr(irn, hr):

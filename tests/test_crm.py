@@ -286,3 +286,46 @@ def test_finetune_config_drives_the_trainer_noise(tmp_path):
     with pytest.raises(IRNError, match='needs train.y_noise_prob'):
         load_config(os.path.join(ROOT, 'src/options/train_IRN_x2_finetune.yml'),
                     ['train.y_noise_prob=null'])
+
+
+def test_infer_lossy_lr_and_crm(tmp_path, caplog):
+    import logging
+    import cv2
+    from infer import main as infer_main
+    from src.codecs import decode, encode
+    from src.lrfile import read_lr_meta
+    g_pth = os.path.join(DATA, 'irn_crm_x2.pth')
+    rng = np.random.default_rng(1)
+    img = np.round(cv2.GaussianBlur(rng.random((21, 30, 3)), (0, 0), 1.5) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / 'a.png'), img)
+    common = ['--ckpt', g_pth, '--input', str(tmp_path / 'a.png')]
+    with caplog.at_level(logging.WARNING, logger='irn'):
+        assert infer_main(['down', *common, '--output', str(tmp_path / 'png')]) == 0
+        assert infer_main(['down', *common, '--format', 'jpeg', '--quality', '80',
+                           '--output', str(tmp_path / 'jpg')]) == 0
+    assert 'plain IRN cannot upscale a lossy LR well' in caplog.text and '--crm' in caplog.text
+    lr8 = cv2.imread(str(tmp_path / 'png' / 'a.png'))[:, :, ::-1]
+    data = open(tmp_path / 'jpg' / 'a.jpg', 'rb').read()
+    assert read_lr_meta('a.jpg', data)['height'] == 21
+    np.testing.assert_array_equal(decode(data), decode(encode(lr8, 'jpeg', 80)))  # same codec
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger='irn'):
+        infer_main(['up', '--ckpt', g_pth, '--input', str(tmp_path / 'jpg' / 'a.jpg'),
+                    '--output', str(tmp_path / 'plain')])
+    assert 'without --crm' in caplog.text
+    infer_main(['up', '--ckpt', g_pth, '--input', str(tmp_path / 'jpg' / 'a.jpg'), '--crm',
+                CRM_PTH, '--output', str(tmp_path / 'crm'), '--z_mode', 'zero'])
+    out = cv2.imread(str(tmp_path / 'crm' / 'a.png'))
+    assert out.shape == (21, 30, 3)  # cropped back with the JPEG comment's metadata
+    from src.compression import restore_lr
+    from src.inference import Rescaler, load_network
+    restored = restore_lr(load_crm(CRM_PTH), decode(data))
+    sr = Rescaler(load_network(g_pth)).up(restored / np.float32(255), np.zeros((11, 15, 9),
+                                                                               np.float32))
+    expected = np.round(np.clip(sr[:21, :30], 0, 1) * 255).astype(np.uint8)
+    assert np.mean(out[:, :, ::-1] == expected) >= 0.999
+    infer_main(['down', '--ckpt', g_pth, '--input', str(tmp_path / 'a.png'), '--format', 'webp',
+                '--output', str(tmp_path / 'w.webp')])
+    webp = open(tmp_path / 'w.webp', 'rb').read()
+    assert webp[:4] == b'RIFF' and webp[8:12] == b'WEBP'
+    assert 'cannot crop the padding' in caplog.text
