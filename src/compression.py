@@ -9,11 +9,8 @@ The codec is real (OpenCV, :mod:`src.codecs.real`), so it runs in numpy between 
   the LR against the bicubic LR, the restore PSNR (LR vs restore, no crop), and
   bpp = compressed LR bytes x 8 / HR pixels.
 
-CRM checkpoints record their layout (in_nc, out_nc, nf, nb, gc) beside the weights.
+CRM checkpoints record their layout (in_nc, out_nc, nf, nb, gc) in the architecture record.
 """
-import json
-import os
-
 import numpy as np
 import mindspore as ms
 from mindspore import nn
@@ -27,66 +24,48 @@ from src.metrics import calculate_psnr, tensor_to_uint8
 from src.network.fast_conv import mindspore_conv
 from src.network.rrdb import RRDBNet
 from src.optim import PairTrainStep, TrainStep
-from src.utils.checkpoint import atomic_save
+from src.utils.checkpoint import describe_arch, load_into, read_checkpoint, save_weights
 from src.utils.errors import IRNError
 from src.utils.tiling import tiled_apply
 
-__all__ = ['CRM_LAYOUT_KEY', 'save_crm', 'read_crm', 'load_crm', 'CRMStep', 'JointCRMStep',
+__all__ = ['save_crm', 'read_crm', 'load_crm', 'CRMStep', 'JointCRMStep',
            'RestoreNet', 'restore_lr', 'irn_lr', 'compress_image', 'evaluate_compression', 'COMPRESSION_METRICS']
 
-CRM_LAYOUT_KEY = 'crm_layout'  # json {in_nc, out_nc, nf, nb, gc} beside the weights
 COMPRESSION_METRICS = ('psnr_rgb', 'ssim_rgb', 'psnr_y', 'ssim_y', 'lr_psnr_rgb', 'lr_ssim_rgb',
                        'lr_psnr_y', 'lr_ssim_y', 'psnr_restore', 'bpp', 'bytes')
 
 
 # ------------------------------------------------------------------ CRM weights
-def save_crm(weights, layout, path, extra=None):
-    """Write CRM weights ``{name: array}`` with their layout as a MindSpore checkpoint."""
-    entries = [{'name': k, 'data': ms.Tensor(np.asarray(v, np.float32))} for k, v in weights.items()]
-    meta = {CRM_LAYOUT_KEY: json.dumps(dict(layout))}
-    meta.update(extra or {})
-    atomic_save(lambda tmp: ms.save_checkpoint(entries, tmp, append_dict=meta), path)
+def save_crm(weights, layout, path):
+    """Write CRM weights ``{name: array}`` with their architecture record (net RRDBNet)."""
+    save_weights(weights, path, {'net': 'RRDBNet', **layout})
 
 
 def read_crm(path):
-    """CRM weights and layout from our .ckpt or the authors' .pth (``CRM_x2_q90.pth``).
-
-    A training state's ``crm.``-prefixed entries are used. Raises IRNError naming the file.
-    """
-    if not path or not os.path.isfile(path):
-        raise IRNError(f'{path}: CRM checkpoint not found')
-    from src.convert import crm_state_to_ours, read_pth
-    if path.endswith('.pth'):
-        return crm_state_to_ours(read_pth(path), path)
-    try:
-        raw = ms.load_checkpoint(path)
-    except Exception as exc:  # MindSpore raises ValueError/RuntimeError with long texts
-        raise IRNError(f'{path}: not a readable MindSpore checkpoint ({type(exc).__name__})') from None
-    if CRM_LAYOUT_KEY not in raw:
-        raise IRNError(f'{path}: not a CRM checkpoint (no {CRM_LAYOUT_KEY}; an IRN checkpoint?)')
-    layout = json.loads(str(raw.pop(CRM_LAYOUT_KEY)))
-    weights = {k: v.asnumpy() for k, v in raw.items() if hasattr(v, 'asnumpy')}
-    if any(k.startswith('crm.') for k in weights):
-        weights = {k[4:]: v for k, v in weights.items() if k.startswith('crm.')}
-    return weights, layout
+    """CRM weights and layout of a CRM .ckpt, an IRN-CRM checkpoint (its CRM part) or the
+    authors' CRM .pth (``CRM_x2_q90.pth``). Raises IRNError naming the file otherwise."""
+    from src.convert import torch_to_crm
+    weights, arch = read_checkpoint(path, torch_to_crm)
+    arch = arch or {}
+    if arch.get('net') == 'IRNCRMNet':
+        arch = {'net': 'RRDBNet', **arch['crm']}
+        names = {p.name for p in RRDBNet(**arch_layout(arch)).get_parameters()}
+        weights = {k: v for k, v in weights.items() if k in names}
+    if arch.get('net') != 'RRDBNet':
+        raise IRNError(f'{path}: not a CRM checkpoint (it holds {describe_arch(arch or None)})')
+    return weights, arch_layout(arch)
 
 
-def load_crm(path, layout=None):
-    """An RRDBNet with the layout and weights of ``path``; ``layout`` (if given) must match."""
-    weights, stored = read_crm(path)
-    if layout is not None and {k: int(v) for k, v in layout.items()} != stored:
-        raise IRNError(f'{path}: CRM layout {stored} does not match the config\'s {dict(layout)}')
-    net = RRDBNet(**stored)
-    params = {p.name: p for p in net.get_parameters()}
-    missing, extra = sorted(set(params) - set(weights)), sorted(set(weights) - set(params))
-    if missing or extra:
-        what = f'missing {missing[:2]}' if missing else f'unexpected {extra[:2]}'
-        raise IRNError(f'{path}: does not match an RRDBNet {stored}: {what}')
-    for name, p in params.items():
-        if tuple(weights[name].shape) != tuple(p.shape):
-            raise IRNError(f'{path}: {name} has shape {tuple(weights[name].shape)}, expected '
-                           f'{tuple(p.shape)}')
-        p.set_data(ms.Tensor(weights[name].astype(np.float32)))
+def arch_layout(arch):
+    """The RRDBNet arguments of an architecture record."""
+    return {k: int(arch[k]) for k in ('in_nc', 'out_nc', 'nf', 'nb', 'gc')}
+
+
+def load_crm(path):
+    """An RRDBNet with the layout and weights of ``path`` (see :func:`read_crm`), eval mode."""
+    weights, layout = read_crm(path)
+    net = RRDBNet(**layout)
+    load_into(net, weights, path)
     net.set_train(False)
     return net
 

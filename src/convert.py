@@ -126,6 +126,12 @@ def torch_state_to_ours(state, path='<state>'):
     return weights, block_num
 
 
+def torch_to_irn(state, path):
+    """:func:`torch_state_to_ours` returning ``(weights, architecture record)``."""
+    weights, block_num = torch_state_to_ours(state, path)
+    return weights, {'net': 'InvRescaleNet', 'scale': 2 ** len(block_num), 'block_num': block_num}
+
+
 _RRDB_KEY = re.compile(r'^(conv_first|trunk_conv|conv_last)\.(weight|bias)$'
                        r'|^RRDB_trunk\.(\d+)\.RDB[123]\.conv[1-5]\.(weight|bias)$')
 
@@ -169,6 +175,12 @@ def crm_state_to_ours(state, path='<state>'):
     return {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}, layout
 
 
+def torch_to_crm(state, path):
+    """:func:`crm_state_to_ours` returning ``(weights, architecture record)``."""
+    weights, layout = crm_state_to_ours(state, path)
+    return weights, {'net': 'RRDBNet', **layout}
+
+
 def convert_crm(src, dst):
     """Convert an authors' CRM .pth to our CRM .ckpt (layout recorded). Returns the layout."""
     from src.compression import save_crm
@@ -187,7 +199,8 @@ def convert(src, dst, scale=None):
                        f'but --scale {scale} was given')
     net = InvRescaleNet(block_num)
     load_weights(net, src)  # checks names and shapes against a real network
-    save_weights({p.name: p.asnumpy() for p in net.get_parameters()}, dst, block_num)
+    save_weights({p.name: p.asnumpy() for p in net.get_parameters()}, dst,
+                 {'model': 'IRN', **net.arch()})
     return block_num
 
 

@@ -228,10 +228,12 @@ def test_crm_converter_and_errors(tmp_path):
         load_crm(bad)
     with pytest.raises(IRNError, match='not an RRDBNet'):
         load_crm(os.path.join(DATA, 'irn_crm_x2.pth'))  # an IRN, not a CRM
-    with pytest.raises(IRNError, match='nope.ckpt: CRM checkpoint not found'):
+    with pytest.raises(IRNError, match='nope.ckpt: checkpoint not found'):
         load_crm(str(tmp_path / 'nope.ckpt'))
-    with pytest.raises(IRNError, match='does not match'):
-        load_crm(out, {'in_nc': 3, 'out_nc': 3, 'nf': 64, 'nb': 8, 'gc': 32})
+    irn_ckpt = str(tmp_path / 'irn.ckpt')
+    convert_main([os.path.join(DATA, 'irn_crm_x2.pth'), irn_ckpt])
+    with pytest.raises(IRNError, match=r'irn.ckpt: not a CRM checkpoint \(it holds x2 with block_num \[1\] \(IRN\)\)'):
+        load_crm(irn_ckpt)
 
 
 def test_rate_distortion_script(tmp_path):
@@ -278,11 +280,12 @@ def test_finetune_config_drives_the_trainer_noise(tmp_path):
             t['y_noise_scale'], t['lr_steps'], t['niter']) == (1e-5, 'l1', True, 0.5, 0.01,
                                                               [100000], 100000)
     trainer = Trainer(opt)
-    assert trainer.step.net_with_loss.loss.criterion_forw == 'l1'
+    assert trainer.model.step.net_with_loss.loss.criterion_forw == 'l1'
     ref = np.random.default_rng(t['manual_seed'])
     for _ in range(4):
         expected = draw_step_noise(ref, 2, 3, 9, 16, 16, (0.5, 0.01))
-        np.testing.assert_array_equal(trainer.draw_z((2, 3, 16, 16)), expected)
+        np.testing.assert_array_equal(trainer.model.draw_noise(trainer.rng, (2, 3, 16, 16)),
+                                      expected)
     with pytest.raises(IRNError, match='needs train.y_noise_prob'):
         load_config(os.path.join(ROOT, 'src/options/train_IRN_x2_finetune.yml'),
                     ['train.y_noise_prob=null'])
@@ -312,7 +315,7 @@ def test_infer_lossy_lr_and_crm(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger='irn'):
         infer_main(['up', '--ckpt', g_pth, '--input', str(tmp_path / 'jpg' / 'a.jpg'),
                     '--output', str(tmp_path / 'plain')])
-    assert 'without --crm' in caplog.text
+    assert 'without a CRM (--crm)' in caplog.text
     infer_main(['up', '--ckpt', g_pth, '--input', str(tmp_path / 'jpg' / 'a.jpg'), '--crm',
                 CRM_PTH, '--output', str(tmp_path / 'crm'), '--z_mode', 'zero'])
     out = cv2.imread(str(tmp_path / 'crm' / 'a.png'))

@@ -100,6 +100,16 @@ class RRDBNet(nn.Cell):
         return dense_conv((fea + trunk,), self.conv_last.weight, self.conv_last.bias, False)
 
     def layout(self):
-        """The architecture facts a checkpoint records: in_nc, out_nc, nf, nb, gc."""
+        """The constructor's layout arguments: in_nc, out_nc, nf, nb, gc."""
         return {'in_nc': self.in_nc, 'out_nc': self.out_nc, 'nf': self.nf, 'nb': self.nb,
                 'gc': self.gc}
+
+    def arch(self):
+        """The architecture record a checkpoint of this network carries."""
+        return {'net': 'RRDBNet', **self.layout()}
+
+    @staticmethod
+    def from_torch(state, path):
+        """The authors' CRM state_dict -> (our weights, architecture record)."""
+        from src.convert import torch_to_crm
+        return torch_to_crm(state, path)
