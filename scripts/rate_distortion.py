@@ -8,7 +8,7 @@ codec quality:
   jpeg          the full-size image as JPEG;
   bicubic+jpeg  MATLAB-bicubic LR (rounded) as JPEG, decoded, MATLAB-bicubic upscaled;
   irn+jpeg      the IRN LR as JPEG, decoded and upscaled by IRN (no CRM);     (needs --ckpt)
-  irn+crm+jpeg  the same, restored by the CRM before the upscaling.           (needs --crm)
+  irn+crm+jpeg  the same, restored by the CRM before the upscaling.  (--crm or an IRN-CRM --ckpt)
 bpp = compressed bytes x 8 / HR pixels (headers included, as the authors count it). IRN
 upscales with z ~ N(0, I) (seed ``--seed``, image i uses [seed, i, 0]). PSNR / SSIM are the
 paper's (uint8, RGB and MATLAB Y, ``scale`` px cropped). Writes OUT.csv (per method and
@@ -37,9 +37,10 @@ def parse_args(argv=None):
     """Command line: images, networks, codec sweep, outputs."""
     p = argparse.ArgumentParser(description='PSNR vs bpp of JPEG / bicubic / IRN / IRN+CRM')
     p.add_argument('--data_path', required=True, help='folder of HR images (e.g. Kodak)')
-    p.add_argument('--ckpt', help="IRN checkpoint (ours or the authors' .pth); without it only "
-                   'the jpeg and bicubic curves')
-    p.add_argument('--crm', help='CRM checkpoint (ours or the authors\' CRM .pth)')
+    p.add_argument('--ckpt', help="IRN or IRN-CRM checkpoint (ours, or the authors' IRN .pth); "
+                   'without it only the jpeg and bicubic curves')
+    p.add_argument('--crm', help="CRM checkpoint (ours or the authors' CRM .pth); default: the "
+                   'one an IRN-CRM --ckpt holds')
     p.add_argument('--scale', type=int, default=2, choices=(2, 4, 8))
     p.add_argument('--format', default='jpeg', choices=('jpeg', 'webp'))
     p.add_argument('--qualities', type=int, nargs='+', default=[10, 20, 30, 40, 50, 60, 70, 80,
@@ -194,10 +195,12 @@ def main(argv=None):
     irn = crm = None
     if args.ckpt:
         from src.compression import load_crm
-        from src.inference import load_network
+        from src.models import load_network
         setup_device(args.device_target)
         irn = load_network(args.ckpt, args.scale)
-        crm = load_crm(args.crm) if args.crm else None
+        if hasattr(irn, 'crm'):  # an IRN-CRM checkpoint holds both
+            irn, crm = irn.irn, irn.crm
+        crm = load_crm(args.crm) if args.crm else crm
     rows = sweep(_Images(source, args.crop, args.scale), sorted(set(args.qualities)),
                  args.scale, args.format, irn, crm, args.seed)
     folder = os.path.dirname(os.path.abspath(args.out))

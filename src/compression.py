@@ -193,13 +193,16 @@ def irn_lr(irn, hr):
     return tensor_to_uint8(lr_q.asnumpy()[0])
 
 
-def compress_image(irn, crm, hr, fmt='jpeg', quality=90, zs=(), crop=None, lr8=None):
+def compress_image(irn, crm, hr, fmt='jpeg', quality=90, zs=(), crop=None, lr8=None,
+                   restore_crop=0):
     """The authors' compression pipeline on one HR image (HxWx3 float32, mod-cropped).
 
     ``crm`` None skips the restoration (their ``ignore_restore``: J goes to the upscaling).
     ``zs``: the z arrays (1, C, h, w) to upscale with; the HR metrics are averaged over them.
     ``crop``: border cropped for the HR metrics (default: the scale). ``lr8``: the image's
-    :func:`irn_lr` if already known (a quality sweep downscales once).
+    :func:`irn_lr` if already known (a quality sweep downscales once). ``restore_crop``: LR
+    border cropped for the restore PSNR (0 in the authors' test, ``scale`` in their training
+    validation).
     Returns ``(metrics, images)``: metrics has :data:`COMPRESSION_METRICS` (the HR ones only
     with ``zs``); images has uint8 HxWx3 ``lr``, ``jpeg``, ``restore``, first ``sr``, and
     the compressed ``data`` bytes.
@@ -216,7 +219,7 @@ def compress_image(irn, crm, hr, fmt='jpeg', quality=90, zs=(), crop=None, lr8=N
             restore8 = tensor_to_uint8(_restore_cell(crm)(_nchw(_unit(jpeg8))).asnumpy()[0])
     lr_ref = tensor_to_uint8(imresize(hr.astype(np.float64), 1.0 / scale).transpose(2, 0, 1))
     res = {'bytes': len(data), 'bpp': bits_per_pixel(len(data), hr.shape[0], hr.shape[1]),
-           'psnr_restore': calculate_psnr(lr8, restore8)}
+           'psnr_restore': calculate_psnr(lr8, restore8, restore_crop)}
     res.update(_pair_metrics(lr8, lr_ref, 0, 'lr', 'lr_'))
     gt = tensor_to_uint8(hr.transpose(2, 0, 1))
     restore_t = _nchw(_unit(restore8))
@@ -234,7 +237,7 @@ def compress_image(irn, crm, hr, fmt='jpeg', quality=90, zs=(), crop=None, lr8=N
 
 
 def evaluate_compression(irn, crm, source, fmt='jpeg', quality=90, z_mode='sample', seed=0,
-                         draws=1, crop=None, keep_images=False):
+                         draws=1, crop=None, restore_crop=0, keep_images=False):
     """:func:`compress_image` over ``source`` (``(name, hr)`` pairs, mod-cropped).
 
     z of image ``i``, draw ``d`` is :func:`src.evaluate.sample_z` with ``[seed, i, d]``
@@ -252,7 +255,8 @@ def evaluate_compression(irn, crm, source, fmt='jpeg', quality=90, z_mode='sampl
             raise IRNError(f'{name}: {h}x{w} is not mod-cropped to scale {irn.scale}')
         shape = (1, zc, h // irn.scale, w // irn.scale)
         zs = [sample_z(shape, z_mode, seed, index, d) for d in range(draws)]
-        res, images = compress_image(irn, crm, hr, fmt, quality, zs, crop)
+        res, images = compress_image(irn, crm, hr, fmt, quality, zs, crop,
+                                     restore_crop=restore_crop)
         res.update(name=name, draws=draws)
         if keep_images:
             res.update({k: images[k] for k in ('lr', 'jpeg', 'restore', 'sr')})
