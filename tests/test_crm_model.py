@@ -2,6 +2,7 @@
 export.py, on a tiny IRN (the irn_crm_x2 fixture's) and a tiny CRM."""
 import csv
 import os
+import sys
 
 import cv2
 import numpy as np
@@ -126,3 +127,29 @@ def test_infer_and_export_with_the_bundled_crm(trained, tmp_path):
     assert export_main(['--ckpt', ckpt, '--output_dir', str(tmp_path / 'ex')]) == 0
     names = sorted(os.listdir(tmp_path / 'ex'))
     assert names == ['irn-crm_x2_crm.mindir', 'irn-crm_x2_down.mindir', 'irn-crm_x2_up.mindir']
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(os.path.dirname(sys.executable), 'msrun')),
+                    reason='msrun not installed next to this python')
+def test_msrun_two_workers_equal_single_process(tmp_path):
+    import subprocess
+    from test_distributed import free_port
+    import train
+    args = ['--config', TRAIN_YML, '--device_target', 'CPU', '--data_path',
+            os.path.join(ROOT, 'data', 'sample', 'train'), '--ckpt', G_PTH, 'name=dp',
+            'datasets.train.batch_size=4', 'train.niter=4', 'logger.save_checkpoint_freq=4'] + [
+        o for o in TINY if o.split('=')[0] not in ('datasets.train.batch_size', 'train.niter',
+                                                   'logger.save_checkpoint_freq', 'name')]
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
+    proc = subprocess.run(['msrun', '--worker_num=2', '--local_worker_num=2',
+                           f'--master_port={free_port()}', '--join=True',
+                           f'--log_dir={tmp_path / "logs"}', 'tests/dist_worker.py', *args,
+                           '--output_dir', str(tmp_path / 'dp')], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r0, r1 = np.load(tmp_path / 'dp' / 'dp' / 'rank0.npz'), np.load(tmp_path / 'dp' / 'dp' / 'rank1.npz')
+    assert all(np.array_equal(r0[k], r1[k]) for k in r0.files)
+    single = train.build_trainer(args + ['--output_dir', str(tmp_path / 'single')])
+    single.run()
+    for p in single.net.get_parameters():
+        np.testing.assert_allclose(r0[p.name], p.asnumpy(), rtol=0, atol=1e-6, err_msg=p.name)
