@@ -132,7 +132,8 @@ def write_csv(path, rows):
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: (f'{r[k]:.6f}' if isinstance(r[k], float) else r[k]) for k in FIELDS})
+            writer.writerow({k: f'{r[k]:.6f}' if isinstance(r[k], float) else r[k]
+                             for k in FIELDS})
 
 
 def plot(path, rows, metric, title, subtitle='', size=(520, 760)):
@@ -206,8 +207,9 @@ def main(argv=None):
     folder = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(folder, exist_ok=True)
     write_csv(args.out + '.csv', rows)
+    folder_name = os.path.basename(os.path.normpath(args.data_path))
     title = (f'x{args.scale}, {args.format} q {min(args.qualities)}..{max(args.qualities)}, '
-             f'{rows[0]["images"]} image(s) of {os.path.basename(os.path.normpath(args.data_path))}')
+             f'{rows[0]["images"]} image(s) of {folder_name}')
     plot(args.out + '.png', rows, args.metric, title, args.title)
     print(f'wrote {args.out}.csv and {args.out}.png ({len(rows)} points)')
     return 0

@@ -214,7 +214,8 @@ def main(argv=None):
     try:
         if is_crm_state(read_pth(args.src)):
             layout = convert_crm(args.src, args.dst)
-            print(f'wrote {args.dst}: CRM (RRDBNet) ' + ' '.join(f'{k} {v}' for k, v in layout.items()))
+            print(f'wrote {args.dst}: CRM (RRDBNet) '
+                  + ' '.join(f'{k} {v}' for k, v in layout.items()))
             return 0
         block_num = convert(args.src, args.dst, args.scale)
     except IRNError as exc:

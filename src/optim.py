@@ -20,7 +20,8 @@ class ClippedAdam(nn.Cell):
         self.params = ParameterTuple(params)
         self.moment1 = self.params.clone(prefix=prefix + 'moment1', init='zeros')
         self.moment2 = self.params.clone(prefix=prefix + 'moment2', init='zeros')
-        self.step = Parameter(Tensor(0.0, ms.float32), name=prefix + 'adam_step', requires_grad=False)
+        self.step = Parameter(Tensor(0.0, ms.float32), name=prefix + 'adam_step',
+                              requires_grad=False)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.weight_decay = weight_decay
         self.clip_norm = clip_norm

@@ -103,7 +103,7 @@ class Runner:
                         'CRM.ckpt)', args.format.upper(), args.quality)
 
     def describe(self):
-        """How the outputs are made (z, tiles, LR codec, CRM), for the first line infer.py prints."""
+        """How the outputs are made (z, tiles, LR codec, CRM): infer.py's first line."""
         a = self.args
         z = 'z = 0' if a.z_mode == 'zero' else f'z ~ N(0, I), seed {a.seed}'
         codec = f', LR {a.format} q{a.quality}' if a.format != 'png' and a.mode != 'up' else ''
@@ -177,7 +177,8 @@ class Runner:
         if self.crm is None:
             if lossy:
                 log.warning('%s: a lossy (JPEG / WebP) LR without a CRM (--crm): plain IRN '
-                            'upscales it poorly (the codec destroys what IRN hides in the LR)', name)
+                            'upscales it poorly (the codec destroys what IRN hides in the LR)',
+                            name)
             return lr8
         from src.compression import restore_lr
         if not lossy:

@@ -232,7 +232,8 @@ def test_crm_converter_and_errors(tmp_path):
         load_crm(str(tmp_path / 'nope.ckpt'))
     irn_ckpt = str(tmp_path / 'irn.ckpt')
     convert_main([os.path.join(DATA, 'irn_crm_x2.pth'), irn_ckpt])
-    with pytest.raises(IRNError, match=r'irn.ckpt: not a CRM checkpoint \(it holds x2 with block_num \[1\] \(IRN\)\)'):
+    with pytest.raises(IRNError, match=r'irn.ckpt: not a CRM checkpoint \(it holds x2 with '
+                                       r'block_num \[1\] \(IRN\)\)'):
         load_crm(irn_ckpt)
 
 

@@ -147,7 +147,7 @@ def test_msrun_two_workers_equal_single_process(tmp_path):
                            '--output_dir', str(tmp_path / 'dp')], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    r0, r1 = np.load(tmp_path / 'dp' / 'dp' / 'rank0.npz'), np.load(tmp_path / 'dp' / 'dp' / 'rank1.npz')
+    r0, r1 = (np.load(tmp_path / 'dp' / 'dp' / f'rank{r}.npz') for r in (0, 1))
     assert all(np.array_equal(r0[k], r1[k]) for k in r0.files)
     single = train.build_trainer(args + ['--output_dir', str(tmp_path / 'single')])
     single.run()

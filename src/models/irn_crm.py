@@ -274,7 +274,8 @@ class IRNCRMModel(IRNModel):
 
     def validation_text(self, res, num_images):
         t = self.opt['test']
-        return (f"{num_images} images, {t['codec']} q{t['jpg_quality']}, z {self.opt['val']['z_mode']}"
+        return (f"{num_images} images, {t['codec']} q{t['jpg_quality']}, "
+                f"z {self.opt['val']['z_mode']}"
                 f"): PSNR RGB {res['psnr_rgb']:.3f} Y {res['psnr_y']:.3f} dB | restore PSNR "
                 f"{res['psnr_restore']:.2f} dB | {res['bpp']:.3f} bpp")
 

@@ -24,7 +24,7 @@ def _conv(cin, cout, weight, bias):
 
 
 def _kaiming_conv(cin, cout, scale, rng):
-    """kaiming_normal (fan_in, gain sqrt 2) x ``scale``, zero bias (the authors' initialize_weights)."""
+    """kaiming_normal (fan_in, gain sqrt 2) x ``scale``, zero bias (authors' initialize_weights)."""
     std = math.sqrt(2.0 / (cin * 9))
     return _conv(cin, cout, rng.standard_normal((cout, cin, 3, 3)) * std * scale, np.zeros(cout))
 
