@@ -1,5 +1,8 @@
 """The IRN training objective (spec: L_fit + L_rec + L_ce) as functions and a net-with-loss cell.
 
+The same objective trains IRN-Color, with the grey image in place of the LR, the cv2 grey as
+its target and z = 0 in the reconstruction branch (``gaussian_scale`` 0).
+
 Also the options of the noise fine-tune (EXTENSIONS.md section 5.1): the forward fit may use
 the Charbonnier criterion (``pixel_criterion_forw: l1``), and with ``add_noise_on_y`` the
 quantised LR fed to the upscaling gets Gaussian noise in one batch of two (drawn by
@@ -18,21 +21,21 @@ def sum_per_image_mean(t):
     return t.sum(axis=(1, 2, 3)).mean()
 
 
-def l2_sum(a, b):
-    """Per-image sum of squared differences, batch mean (the authors' ``l2``)."""
+def l2_loss(a, b):
+    """The authors' 'l2': mean over the batch of sum (a - b)^2."""
     return sum_per_image_mean(ops.square(a - b))
 
 
-def charbonnier_sum(a, b):
-    """Per-image sum of sqrt((a - b)^2 + 1e-6), batch mean (the authors' ``l1``)."""
-    return sum_per_image_mean(ops.sqrt(ops.square(a - b) + 1e-6))
+def charbonnier_loss(a, b, eps=1e-6):
+    """The authors' 'l1': mean over the batch of sum sqrt((a - b)^2 + eps)."""
+    return sum_per_image_mean(ops.sqrt(ops.square(a - b) + eps))
 
 
 def pixel_loss(a, b, criterion):
     """``l2`` or ``l1`` (Charbonnier) with the authors' reduction; ``criterion`` is a constant."""
     if criterion == 'l1':
-        return charbonnier_sum(a, b)
-    return l2_sum(a, b)
+        return charbonnier_loss(a, b)
+    return l2_loss(a, b)
 
 
 class IRNLoss(nn.Cell):
@@ -41,6 +44,7 @@ class IRNLoss(nn.Cell):
     ``forward_terms(out, lr_ref)`` -> (l_fit, l_ce) on the forward output;
     ``backward_input(out, noise)`` -> the inverse pass's input cat[Quant(lr), gaussian_scale*z];
     ``reconstruction(hr, rec)`` -> l_rec (Charbonnier, eps 1e-6) on the inverse output.
+    ``channels`` is the width of the LR part of ``out`` (3 for IRN, 1 for the colour net's grey).
 
     ``noise`` is z (the z channels) or, with ``noise_on_y``, all output channels: the first
     ``channels`` are added to the quantised LR as they are (already scaled, zeros in a batch
@@ -73,7 +77,7 @@ class IRNLoss(nn.Cell):
         return ops.cat((lr, self.gaussian_scale * noise), 1)
 
     def reconstruction(self, hr, rec):
-        return self.lambda_rec * charbonnier_sum(hr, rec[:, :self.channels])
+        return self.lambda_rec * charbonnier_loss(rec, hr)
 
 
 class IRNWithLoss(nn.Cell):
@@ -85,9 +89,10 @@ class IRNWithLoss(nn.Cell):
     replayed.
 
     Args:
-        net (InvRescaleNet): the bijection.
-        lambda_fit, lambda_rec, lambda_ce (float): loss weights (authors: scale**2, 1, 1).
-        gaussian_scale (float): std of the z fed to the reconstruction branch.
+        net (InvRescaleNet | InvGreyNet): the bijection.
+        lambda_fit, lambda_rec, lambda_ce (float): loss weights (authors: scale**2, 1, 1; 3, 1, 1
+            for IRN-Color).
+        gaussian_scale (float): std of the z fed to the reconstruction branch (0 for IRN-Color).
         criterion_forw (str): 'l2' (IRN) or 'l1' (Charbonnier; the noise fine-tune).
         noise_on_y (bool): the noise input carries LR noise channels first.
     """
@@ -96,7 +101,7 @@ class IRNWithLoss(nn.Cell):
                  criterion_forw='l2', noise_on_y=False):
         super().__init__(auto_prefix=False)  # keep parameter names as in the bare network
         self.net = net
-        self.loss = IRNLoss(net.channel_in, lambda_fit, lambda_rec, lambda_ce, gaussian_scale,
+        self.loss = IRNLoss(net.lr_channels, lambda_fit, lambda_rec, lambda_ce, gaussian_scale,
                             criterion_forw, noise_on_y)
 
     def construct(self, hr, lr_ref, noise):
@@ -186,3 +191,50 @@ class IRNCRMJointWithLoss(nn.Cell):
         rec = self.net.inverse(ops.cat((y, self.loss.gaussian_scale * z), 1))
         l_rec = self.loss.reconstruction(hr, rec)
         return l_jpeg + l_fit + l_rec + l_ce, l_fit, l_ce, l_rec, l_jpeg
+
+
+def straight_through(value, x):
+    """``value`` (computed outside the graph, e.g. Q(x)) with the identity gradient to ``x``."""
+    return value + (x - ops.stop_gradient(x))
+
+
+class SAINWithLoss(nn.Cell):
+    """SAIN's objective (SAIN.md section 4), the real-codec targets given as inputs.
+
+    ``construct(hr, lr_ref, lr_quant, target_ref, target_rel, gumbel, eps)`` returns
+    ``(loss, l_forw_fit1, l_forw_fit2, l_reg, l_rel, l_back_rec)``:
+
+    * (out, y) = net(hr); ``lr_quant`` = Q(y) computed from the same forward outside the graph
+      (straight-through to y), so the real codec and this graph see the same 8-bit image;
+    * y' = DiffJPEG(Q(y)); z = gaussian_scale * GMM(gumbel, eps); (x_hat, y_r) = net^-1([y' | z]);
+    * l_forw_fit1 = lf * l2(y, lr_ref), l_forw_fit2 = lf * l2(out[:, :3], target_ref) with
+      target_ref = REALCOMP(lr_ref), l_reg = lf * l2(Q(y), y_r), l_rel = lf * l2(out[:, :3],
+      target_rel) with target_rel = REALCOMP(Q(y)), l_back_rec = lb * charbonnier(x_hat, hr);
+    * loss = l_back_rec + (l_forw_fit1 + l_forw_fit2 + l_reg + l_rel) / 4.
+
+    Args:
+        net (SAINet): the network (holds the mixture).
+        diffjpeg (DiffJPEG): the training codec simulator.
+        lambda_fit, lambda_rec (float): ``lambda_fit_forw`` (authors: scale**2), ``lambda_rec_back``.
+        gaussian_scale (float): factor on the sampled z (authors: 1).
+    """
+
+    def __init__(self, net, diffjpeg, lambda_fit, lambda_rec=1.0, gaussian_scale=1.0):
+        super().__init__(auto_prefix=False)  # keep parameter names as in the bare network
+        self.net, self.diffjpeg = net, diffjpeg
+        self.lambda_fit, self.lambda_rec, self.gaussian_scale = lambda_fit, lambda_rec, gaussian_scale
+        self.channels = net.channel_in
+
+    def construct(self, hr, lr_ref, lr_quant, target_ref, target_rel, gumbel, eps):
+        out, lr = self.net(hr)
+        lr_sim = out[:, :self.channels]
+        l_fit1 = self.lambda_fit * l2_loss(lr, lr_ref)
+        lr_q = straight_through(lr_quant, lr)
+        z = self.gaussian_scale * self.net.gmm(gumbel, eps)
+        rec, lr_rec = self.net.inverse(ops.cat((self.diffjpeg(lr_q), z), 1))
+        l_back = self.lambda_rec * charbonnier_loss(rec, hr)
+        l_fit2 = self.lambda_fit * l2_loss(lr_sim, target_ref)
+        l_reg = self.lambda_fit * l2_loss(lr_q, lr_rec)
+        l_rel = self.lambda_fit * l2_loss(lr_sim, target_rel)
+        loss = l_back + (l_fit1 + l_fit2 + l_reg + l_rel) / 4
+        return loss, l_fit1, l_fit2, l_reg, l_rel, l_back

@@ -129,7 +129,8 @@ class IRNCRMModel(IRNModel):
                       seed=self.opt['train']['manual_seed'] + 1)
         return IRNCRMNet(irn, crm)
 
-    def from_torch(self, state, path):
+    @classmethod
+    def from_torch(cls, state, path):
         raise IRNError(f"{path}: an authors' .pth holds either IRN or the CRM; pass the IRN as "
                        '--ckpt and the CRM as --crm (or path.pretrain_model_R)')
 
