@@ -167,12 +167,12 @@ def _merge(dst, src, schema, prefix, source):
             dst[key] = _coerce(value, spec[0], where, source)
 
 
-def _overlay(base, extra):
+def overlay_schema(base, extra):
     """``base`` with the keys of ``extra`` added or replaced (sections merged recursively)."""
     out = dict(base)
     for key, spec in extra.items():
         if isinstance(spec, dict) and isinstance(out.get(key), dict):
-            out[key] = _overlay(out[key], spec)
+            out[key] = overlay_schema(out[key], spec)
         else:
             out[key] = spec
     return out
@@ -182,7 +182,7 @@ def model_schema(name, source='config'):
     """(schema, choices, Model class) of the model registered as ``name``."""
     from src.models import model_class
     cls = model_class(name, source)
-    return _overlay(SCHEMA, cls.SCHEMA), {**CHOICES, **cls.CHOICES}, cls
+    return overlay_schema(SCHEMA, cls.SCHEMA), {**CHOICES, **cls.CHOICES}, cls
 
 
 def _set_path(opt, dotted, value, schema, source):

@@ -126,7 +126,7 @@ def test_infer_and_export_with_the_bundled_crm(trained, tmp_path):
     assert cv2.imread(str(tmp_path / 'rt' / 'im0_rt.png')).shape == (21, 30, 3)
     assert export_main(['--ckpt', ckpt, '--output_dir', str(tmp_path / 'ex')]) == 0
     names = sorted(os.listdir(tmp_path / 'ex'))
-    assert names == ['irn-crm_x2_crm.mindir', 'irn-crm_x2_down.mindir', 'irn-crm_x2_up.mindir']
+    assert names == ['irn_crm_x2_crm.mindir', 'irn_crm_x2_down.mindir', 'irn_crm_x2_up.mindir']
 
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(os.path.dirname(sys.executable), 'msrun')),

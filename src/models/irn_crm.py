@@ -13,7 +13,7 @@ import os
 from mindspore import nn
 
 from src.compression import COMPRESSION_METRICS
-from src.config import OPTIONAL
+from src.config import OPTIONAL, overlay_schema
 from src.models.irn import OPTIONS, IRNModel
 from src.utils.errors import IRNError
 
@@ -71,7 +71,7 @@ class IRNCRMModel(IRNModel):
     """IRN + CRM for a lossy-coded LR (the authors' ``IRNCRMModel``)."""
 
     name = 'IRN-CRM'
-    SCHEMA = _schema()
+    SCHEMA = overlay_schema(IRNModel.SCHEMA, _schema())
     CHOICES = {'scale': (2, 4, 8), 'train.pixel_criterion_jpeg': ('l2', 'l1'),
                'train.codec': ('jpeg', 'webp'), 'test.codec': ('jpeg', 'webp')}
     loss_names = ('l_jpeg',)
