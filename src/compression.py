@@ -17,7 +17,7 @@ from mindspore import nn
 
 from src.codecs.real import bits_per_pixel, decode, encode, roundtrip_batch
 from src.data.bicubic import imresize
-from src.evaluate import Downscaler, Upscaler, _pair_metrics, sample_z
+from src.evaluate import Downscaler, Upscaler, pair_metrics, sample_z
 from src.inference import DownscaleNet, QuantizeLR
 from src.loss import CRMWithLoss, IRNCRMJointWithLoss
 from src.metrics import calculate_psnr, tensor_to_uint8
@@ -222,7 +222,7 @@ def compress_image(irn, crm, hr, fmt='jpeg', quality=90, zs=(), crop=None, lr8=N
     lr_ref = tensor_to_uint8(imresize(hr.astype(np.float64), 1.0 / scale).transpose(2, 0, 1))
     res = {'bytes': len(data), 'bpp': bits_per_pixel(len(data), hr.shape[0], hr.shape[1]),
            'psnr_restore': calculate_psnr(lr8, restore8, restore_crop)}
-    res.update(_pair_metrics(lr8, lr_ref, 0, 'lr', 'lr_'))
+    res.update(pair_metrics(lr8, lr_ref, 0, 'lr', 'lr_'))
     gt = tensor_to_uint8(hr.transpose(2, 0, 1))
     restore_t = _nchw(_unit(restore8))
     up = _cell('up', irn)
@@ -231,7 +231,7 @@ def compress_image(irn, crm, hr, fmt='jpeg', quality=90, zs=(), crop=None, lr8=N
     for z in zs:
         sr = tensor_to_uint8(up(restore_t, ms.Tensor(np.asarray(z, np.float32))).asnumpy()[0])
         images['sr'] = sr if images['sr'] is None else images['sr']
-        draws.append(_pair_metrics(sr, gt, crop, 'hr'))
+        draws.append(pair_metrics(sr, gt, crop, 'hr'))
     for key in (draws[0] if draws else ()):
         res[key] = float(np.mean([d[key] for d in draws]))
     return res, images

@@ -59,7 +59,7 @@ def sample_z(shape, z_mode, seed, index, draw):
         shape).astype(np.float32)
 
 
-def _pair_metrics(out, ref, crop, prefix, key_prefix=''):
+def pair_metrics(out, ref, crop, prefix, key_prefix=''):
     """PSNR / SSIM of two uint8 images in RGB and Y."""
     res = {}
     for space, y in (('rgb', False), ('y', True)):
@@ -119,7 +119,7 @@ def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=F
         lr_img = tensor_to_uint8(lr_q.asnumpy()[0])
         lr_ref = tensor_to_uint8(imresize(hr.astype(np.float64), 1.0 / scale).transpose(2, 0, 1))
         res = {'name': name, 'draws': draws}
-        res.update(_pair_metrics(lr_img, lr_ref, 0, 'lr', 'lr_'))
+        res.update(pair_metrics(lr_img, lr_ref, 0, 'lr', 'lr_'))
         per_draw = []
         first_sr = None
         for d in range(draws):
@@ -127,7 +127,7 @@ def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=F
             sr = tensor_to_uint8(up(lr_q, zd).asnumpy()[0])
             if first_sr is None:
                 first_sr = sr
-            per_draw.append(_pair_metrics(sr, gt, scale, 'hr'))
+            per_draw.append(pair_metrics(sr, gt, scale, 'hr'))
         for key in per_draw[0]:
             res[key] = float(np.mean([m[key] for m in per_draw]))
         if keep_images:

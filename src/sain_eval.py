@@ -15,7 +15,7 @@ from mindspore import nn
 
 from src.codecs.real import bits_per_pixel, roundtrip_batch
 from src.data.bicubic import imresize
-from src.evaluate import _pair_metrics, _cells as irn_cells, sample_z
+from src.evaluate import compiled_cells as irn_cells, pair_metrics, sample_z
 from src.inference import QuantizeLR
 from src.metrics import tensor_to_uint8
 from src.sain_step import draw_gmm_noise
@@ -99,7 +99,7 @@ def _upscaled_metrics(upscale, gt, crop, draws):
     for d in range(draws):
         sr = tensor_to_uint8(upscale(d)[0])
         first = sr if first is None else first
-        per_draw.append(_pair_metrics(sr, gt, crop, 'hr'))
+        per_draw.append(pair_metrics(sr, gt, crop, 'hr'))
     return {k: float(np.mean([m[k] for m in per_draw])) for k in per_draw[0]}, first
 
 
@@ -142,7 +142,7 @@ def evaluate_sain(net, source, scale, fmt, qualities, seed=0, draws=1, irn=None,
         bic = imresize(hr.astype(np.float64), 1.0 / scale).transpose(2, 0, 1)
         bic8 = tensor_to_uint8(bic)
         lr_q = down(hr_t).asnumpy()
-        lr_metrics = _pair_metrics(tensor_to_uint8(lr_q[0]), bic8, 0, 'lr', 'lr_')
+        lr_metrics = pair_metrics(tensor_to_uint8(lr_q[0]), bic8, 0, 'lr', 'lr_')
         irn_lr = None
         if irn is not None:
             irn_down, irn_up = irn_cells(irn)
@@ -176,7 +176,7 @@ def evaluate_sain(net, source, scale, fmt, qualities, seed=0, draws=1, irn=None,
                 bic_lr = bic8.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)
                 bic_c, nbytes = _codec(bic_lr, fmt, quality)
                 sr = imresize(bic_c[0].transpose(1, 2, 0).astype(np.float64), scale)
-                res = _pair_metrics(tensor_to_uint8(sr.transpose(2, 0, 1)), gt, crop, 'hr')
+                res = pair_metrics(tensor_to_uint8(sr.transpose(2, 0, 1)), gt, crop, 'hr')
                 rows.append({**base, 'method': 'bicubic', 'draws': 0, 'bytes': nbytes,
                              'bpp': bits_per_pixel(nbytes, h, w), **res})
     return rows
