@@ -11,6 +11,10 @@ uninterrupted run computes.
 Data parallel: every rank draws the same full-batch noise from the same generator and keeps
 the rows of its own samples (rank r holds global batch rows r, r + R, ...), so R ranks do
 the same arithmetic as one process on the global batch, up to the order of the gradient sum.
+Every decision that changes what the ranks do next is agreed by all of them: whether an
+update is applied (inside the step), hence the non-finite streak and the stop it can cause,
+and a stop request (a signal reaches the ranks at different steps). Validation is sharded:
+each rank evaluates every R-th image and the per-image metrics are gathered.
 """
 import functools
 import logging
@@ -19,11 +23,12 @@ import time
 
 import numpy as np
 import mindspore as ms
-from mindspore import nn, ops
+from mindspore import nn
 
 from src.config import dump_config
 from src.data.pipeline import build_train_source, create_train_dataset
 from src.data.sources import ValidationSource
+from src.distributed import RankMean, RanksAgree, ShardedSource, gather_results
 from src.models import create_model
 from src.optim import resolve_memory_mode
 from src.schedule import build_lr
@@ -73,7 +78,7 @@ class Trainer:
         make_reducer = None  # params -> the gradient all-reduce of a data-parallel run
         if rank_size > 1:
             make_reducer = functools.partial(nn.DistributedGradReducer, mean=True, degree=rank_size)
-            self.rank_mean = RankMean(rank_size)
+            self.rank_mean, self.any_rank = RankMean(rank_size), RanksAgree('any')
         self.model.setup_training(make_reducer)
         self.net = self.model.net
         self.optimizer = getattr(self.model, 'optimizer', None)
@@ -145,24 +150,45 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
     def validate(self):
-        """Evaluate on ``datasets.val.dataroot_GT`` (rank 0); keep ``best_G.ckpt`` by the
-        model's ``best_metric``."""
+        """Evaluate on ``datasets.val.dataroot_GT``; keep ``best_G.ckpt`` by the model's
+        ``best_metric`` (rank 0 logs and writes).
+
+        Data parallel: every rank evaluates its shard of the images (for a model with
+        ``validate_images``) and all ranks get the same metrics, equal to one process's. A
+        model without it validates on rank 0 alone while the others wait.
+        """
         root = self.opt['datasets']['val']['dataroot_GT']
-        if not self.is_main or not root:
+        sharded = self.rank_size > 1 and self.model.shards_validation()
+        if not root or not (self.is_main or sharded):
             return None
         start = time.time()
         source = ValidationSource(root, self.opt['scale'])
-        res = self.model.validate(source)
-        self.val_csv.append({'iter': self.iteration, **res})
+        if sharded:
+            shard = ShardedSource(source, self.rank_id, self.rank_size)
+            res = self.model.summarize(gather_results(
+                self.model.validate_images(shard), len(source), self.model.metrics,
+                self.rank_id, self.rank_size))
+        else:
+            res = self.model.validate(source)
         key = self.model.best_metric
         is_best = self.best is None or res[key] > self.best[key]
-        self.log.info('val iter %d (%s | %.1fs%s', self.iteration,
-                      self.model.validation_text(res, len(source)), time.time() - start,
-                      ' (best)' if is_best else '')
         if is_best:
             self.best = {'iteration': self.iteration, **{k: res[k] for k in self.model.val_fields}}
-            self.model.save_net(os.path.join(self.out_dir, 'best_G.ckpt'))
+        if self.is_main:
+            self.val_csv.append({'iter': self.iteration, **res})
+            self.log.info('val iter %d (%s | %.1fs%s', self.iteration,
+                          self.model.validation_text(res, len(source)), time.time() - start,
+                          ' (best)' if is_best else '')
+            if is_best:
+                self.model.save_net(os.path.join(self.out_dir, 'best_G.ckpt'))
         return res
+
+    def stop_agreed(self):
+        """True when a stop was requested on this rank or, data parallel, on any rank (one
+        all-reduce per iteration, so that every rank stops after the same step)."""
+        if self.rank_size > 1:
+            self.stop_requested = bool(self.any_rank(ms.Tensor(self.stop_requested)).asnumpy())
+        return self.stop_requested
 
     # ------------------------------------------------------------------ loop
     def _log_window(self, window, started, start_iter):
@@ -259,7 +285,7 @@ class Trainer:
                                          'non-finite losses', self.iteration)
                     else:
                         self.save_state()
-                if self.stop_requested:
+                if self.stop_agreed():
                     self.log.warning('stop requested at iteration %d: saving a resumable state',
                                      self.iteration)
                     if self.iteration % lg['save_checkpoint_freq']:
@@ -277,18 +303,6 @@ class Trainer:
                           f" at iteration {self.best['iteration']}" if self.best else '')
         return {'iteration': self.iteration, 'best': self.best, 'stopped': self.stop_requested,
                 'nonfinite_total': self.nonfinite_total}
-
-
-class RankMean(nn.Cell):
-    """Mean of a tensor over the data-parallel ranks (all-reduce sum / world size)."""
-
-    def __init__(self, rank_size):
-        super().__init__()
-        self.all_reduce = ops.AllReduce()
-        self.rank_size = rank_size
-
-    def construct(self, x):
-        return self.all_reduce(x) / self.rank_size
 
 
 def _new_window(fields):

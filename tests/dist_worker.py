@@ -1,5 +1,15 @@
-"""msrun worker for tests/test_distributed.py: train.py's own set-up and loop, then every rank
-dumps its final weights (train.py itself saves on rank 0 only)."""
+"""msrun worker for tests/test_distributed.py: several data-parallel cases in one job (one
+msrun start-up), each with train.py's own set-up and loop; every rank writes what it ended with.
+
+    dist_worker.py OUT_DIR ARG... : the train.py arguments of the first case (it also does
+    train.py's device and parallel set-up); the others reuse them with overrides.
+
+Case ``plain``: the default CPU path (oneDNN conv, plain step), then sharded and unsharded
+validation of the same weights on every rank. Cases ``recompute`` and ``invertible``: the
+off-CPU path (MindSpore's Conv2D, block-wise steps, the reducer after them); ``invertible``
+gets a stop request on rank 1 only, during iteration 2. Also the agreement of a rank-local flag.
+"""
+import copy
 import os
 import sys
 
@@ -10,13 +20,53 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import train  # noqa: E402
 
 
+def dump(trainer, path, **extra):
+    """The rank's final weights (and ``extra`` arrays) as ``path``."""
+    np.savez(path, **{p.name: p.asnumpy() for p in trainer.net.get_parameters()}, **extra)
+
+
+def run_case(opt, rank_id, rank_size, stop_on_rank=None):
+    """Train ``opt`` with the Trainer of train.py; ``stop_on_rank`` asks that rank alone to
+    stop during iteration 2 (what a signal reaching one rank does)."""
+    from src.trainer import Trainer
+    trainer = Trainer(opt, rank_id=rank_id, rank_size=rank_size)
+    if stop_on_rank == rank_id:
+        fetch = trainer.fetch
+
+        def fetch_and_signal(batch):
+            if trainer.iteration == 1:
+                trainer.stop_requested = True
+            return fetch(batch)
+        trainer.fetch = fetch_and_signal
+    return trainer, trainer.run()
+
+
 def main():
-    """Build the trainer exactly as train.py does, run it, write rank<r>.npz."""
-    trainer = train.build_trainer(sys.argv[1:])
+    out, argv = sys.argv[1], sys.argv[2:]
+    import mindspore as ms
+    from src.data.sources import ValidationSource
+    from src.distributed import RanksAgree
+    from src.utils.device import select_conv
+    trainer = train.build_trainer(argv)  # plain, oneDNN conv
+    rank, size = trainer.rank_id, trainer.rank_size
     trainer.run()
-    os.makedirs(trainer.out_dir, exist_ok=True)
-    np.savez(os.path.join(trainer.out_dir, f'rank{trainer.rank_id}.npz'),
-             **{p.name: p.asnumpy() for p in trainer.net.get_parameters()})
+    sharded = trainer.validate()
+    source = ValidationSource(trainer.opt['datasets']['val']['dataroot_GT'], trainer.opt['scale'])
+    whole = trainer.model.validate(source)  # this rank alone, every image
+    keys = sorted(whole)
+    local = ms.Tensor(rank == 0)
+    flags = [bool(RanksAgree(mode)(local).asnumpy()) for mode in ('all', 'any')]
+    dump(trainer, os.path.join(out, f'plain_rank{rank}.npz'), flags=np.array(flags),
+         sharded=np.array([sharded[k] for k in keys]), whole=np.array([whole[k] for k in keys]))
+
+    os.environ['IRN_CONV'] = 'mindspore'
+    assert select_conv('CPU') == 'mindspore'
+    for mode, stop in (('recompute', None), ('invertible', 1)):
+        opt = copy.deepcopy(trainer.opt)
+        opt['name'], opt['train']['memory_mode'] = mode, mode
+        case, result = run_case(opt, rank, size, stop)
+        dump(case, os.path.join(out, f'{mode}_rank{rank}.npz'),
+             iteration=np.array(result['iteration']), stopped=np.array(result['stopped']))
 
 
 if __name__ == '__main__':

@@ -77,18 +77,22 @@ class IRNModel(Model):
 
     # ------------------------------------------------------------------ training
     def setup_training(self, make_reducer=None):
-        from src.amp import apply_amp
+        from src.amp import apply_amp, build_loss_scale
         from src.loss import build_net_with_loss
         from src.optim import build_optimizer, build_train_step
         t = self.opt['train']
         self.net = apply_amp(self.build_net(), t['amp_level'])
         self.optimizer = build_optimizer(self.net, self.opt)
+        self.loss_scale = build_loss_scale(t)
         reducer = make_reducer(self.optimizer.params) if make_reducer else None
         self.step = build_train_step(build_net_with_loss(self.net, self.opt), self.optimizer,
-                                     self.opt, reducer)
+                                     self.opt, reducer, self.loss_scale)
 
     def state_cells(self):
-        return {'net': self.net, 'opt': self.optimizer}
+        cells = {'net': self.net, 'opt': self.optimizer}
+        if self.loss_scale is not None:
+            cells['loss_scale'] = self.loss_scale
+        return cells
 
     def train_step(self, batch, lr, rng):
         hr, lr_ref = batch
@@ -155,10 +159,9 @@ class IRNModel(Model):
                 ('_up', UpscaleNet(net), (graph_input(3, h, w), graph_input(zc, h, w)),
                  ['lr', 'z'])]
 
-    def validate(self, source):
+    def validate_images(self, source):
         v = self.opt['val']
-        return self.summarize(evaluate(self.net, source, self.opt['scale'], v['z_mode'], v['seed'],
-                                  v['z_draws']))
+        return evaluate(self.net, source, self.opt['scale'], v['z_mode'], v['seed'], v['z_draws'])
 
     def validation_text(self, res, num_images):
         v = self.opt['val']
