@@ -169,6 +169,11 @@ class Trainer:
                 self.model.validate_images(shard), len(source), self.model.metrics,
                 self.rank_id, self.rank_size))
         else:
+            if self.rank_size > 1 and not getattr(self, '_warned_unsharded', False):
+                self._warned_unsharded = True
+                self.log.warning('%s has no validate_images: rank 0 validates alone while the '
+                                 'others wait in their next collective (raise HCCL_EXEC_TIMEOUT '
+                                 'on Ascend if that takes long)', self.model.name)
             res = self.model.validate(source)
         key = self.model.best_metric
         is_best = self.best is None or res[key] > self.best[key]

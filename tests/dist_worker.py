@@ -6,8 +6,9 @@ msrun start-up), each with train.py's own set-up and loop; every rank writes wha
 
 Case ``plain``: the default CPU path (oneDNN conv, plain step), then sharded and unsharded
 validation of the same weights on every rank. Cases ``recompute`` and ``invertible``: the
-off-CPU path (MindSpore's Conv2D, block-wise steps, the reducer after them); ``invertible``
-gets a stop request on rank 1 only, during iteration 2. Also the agreement of a rank-local flag.
+off-CPU path (MindSpore's Conv2D, block-wise steps, the reducer after them), 2 iterations
+without validation; ``invertible`` (of 3) gets a stop request on rank 1 only, during iteration 2. Also the agreement of a rank-local flag
+and of a rank-local non-finite loss inside the update step.
 """
 import copy
 import os
@@ -41,6 +42,24 @@ def run_case(opt, rank_id, rank_size, stop_on_rank=None):
     return trainer, trainer.run()
 
 
+def step_agreement(rank):
+    """The update step of a data-parallel run (reducer, check, agreement, Adam) on one
+    parameter: finite gradients on both ranks, a non-finite loss on rank 1 only. Returns
+    ``[applied, parameter unchanged]`` for that step and ``applied`` for a finite one."""
+    import mindspore as ms
+    from mindspore import nn
+    from src.optim import ApplyGradients, ClippedAdam
+    w = ms.Parameter(ms.Tensor(np.ones(3, np.float32)), name='w')
+    adam = ClippedAdam([w])
+    update = ApplyGradients(adam, nn.DistributedGradReducer(adam.params, mean=True, degree=2))
+    grads = (ms.Tensor(np.full(3, 0.5, np.float32)),)
+    lr = ms.Tensor(0.1, ms.float32)
+    _, applied = update(grads, ms.Tensor(np.inf if rank == 1 else 1.0, ms.float32), lr)
+    unchanged = bool(np.array_equal(w.asnumpy(), np.ones(3, np.float32)))
+    _, finite = update(grads, ms.Tensor(1.0, ms.float32), lr)
+    return [bool(applied.asnumpy()), unchanged, bool(finite.asnumpy())]
+
+
 def main():
     out, argv = sys.argv[1], sys.argv[2:]
     import mindspore as ms
@@ -56,6 +75,7 @@ def main():
     keys = sorted(whole)
     local = ms.Tensor(rank == 0)
     flags = [bool(RanksAgree(mode)(local).asnumpy()) for mode in ('all', 'any')]
+    flags += step_agreement(rank)
     dump(trainer, os.path.join(out, f'plain_rank{rank}.npz'), flags=np.array(flags),
          sharded=np.array([sharded[k] for k in keys]), whole=np.array([whole[k] for k in keys]))
 
@@ -64,6 +84,8 @@ def main():
     for mode, stop in (('recompute', None), ('invertible', 1)):
         opt = copy.deepcopy(trainer.opt)
         opt['name'], opt['train']['memory_mode'] = mode, mode
+        opt['datasets']['val']['dataroot_GT'] = None  # validated above; spare the compiles
+        opt['train']['niter'] = 2 if stop is None else 3
         case, result = run_case(opt, rank, size, stop)
         dump(case, os.path.join(out, f'{mode}_rank{rank}.npz'),
              iteration=np.array(result['iteration']), stopped=np.array(result['stopped']))
