@@ -5,9 +5,9 @@ msrun start-up), each with train.py's own set-up and loop; every rank writes wha
     train.py's device and parallel set-up); the others reuse them with overrides.
 
 Case ``plain``: the default CPU path (oneDNN conv, plain step), then sharded and unsharded
-validation of the same weights on every rank. Cases ``recompute`` and ``invertible``: the
-off-CPU path (MindSpore's Conv2D, block-wise steps, the reducer after them), 2 iterations
-without validation; ``invertible`` (of 3) gets a stop request on rank 1 only, during iteration 2. Also the agreement of a rank-local flag
+validation of the same weights on every rank. Case ``blockwise``: the off-CPU path (MindSpore's
+Conv2D, block-wise ``recompute`` then ``invertible`` steps, the reducer after them) with a stop
+request on rank 1 only. Also the agreement of a rank-local flag
 and of a rank-local non-finite loss inside the update step.
 """
 import copy
@@ -26,20 +26,24 @@ def dump(trainer, path, **extra):
     np.savez(path, **{p.name: p.asnumpy() for p in trainer.net.get_parameters()}, **extra)
 
 
-def run_case(opt, rank_id, rank_size, stop_on_rank=None):
-    """Train ``opt`` with the Trainer of train.py; ``stop_on_rank`` asks that rank alone to
-    stop during iteration 2 (what a signal reaching one rank does)."""
+def run_blockwise(base, rank_id, rank_size):
+    """The off-CPU path: ``recompute`` for iteration 1, then the ``invertible`` walk (the same
+    compiled graphs, block inputs rebuilt instead of stored); rank 1 alone asks to stop during
+    iteration 2 (what a signal reaching one rank does)."""
     from src.trainer import Trainer
+    opt = copy.deepcopy(base)
+    opt['name'], opt['train']['memory_mode'], opt['train']['niter'] = 'blockwise', 'recompute', 4
+    opt['datasets']['val']['dataroot_GT'] = None  # validated in the first case
     trainer = Trainer(opt, rank_id=rank_id, rank_size=rank_size)
-    if stop_on_rank == rank_id:
-        fetch = trainer.fetch
+    source, fetch = trainer.model.step.grad_source, trainer.fetch
 
-        def fetch_and_signal(batch):
-            if trainer.iteration == 1:
-                trainer.stop_requested = True
-            return fetch(batch)
-        trainer.fetch = fetch_and_signal
-    return trainer, trainer.run()
+    def fetch_and_switch(batch):
+        if trainer.iteration == 1:
+            source.store_inputs = False
+            trainer.stop_requested = trainer.stop_requested or rank_id == 1
+        return fetch(batch)
+    trainer.fetch = fetch_and_switch
+    return trainer, trainer.run(), source.store_inputs
 
 
 def step_agreement(rank):
@@ -81,15 +85,9 @@ def main():
 
     os.environ['IRN_CONV'] = 'mindspore'
     assert select_conv('CPU') == 'mindspore'
-    for mode, stop in (('recompute', None), ('invertible', 1)):
-        opt = copy.deepcopy(trainer.opt)
-        opt['name'], opt['train']['memory_mode'] = mode, mode
-        opt['datasets']['val']['dataroot_GT'] = None  # validated above; spare the compiles
-        opt['train']['niter'] = 2 if stop is None else 3
-        case, result = run_case(opt, rank, size, stop)
-        dump(case, os.path.join(out, f'{mode}_rank{rank}.npz'),
-             iteration=np.array(result['iteration']), stopped=np.array(result['stopped']))
-
+    case, result, stored = run_blockwise(trainer.opt, rank, size)
+    dump(case, os.path.join(out, f'blockwise_rank{rank}.npz'), stored=np.array(stored),
+         iteration=np.array(result['iteration']), stopped=np.array(result['stopped']))
 
 if __name__ == '__main__':
     main()

@@ -1,8 +1,8 @@
 """Data parallel for real: msrun with 2 CPU workers vs one process on the same global batch.
 
-One msrun job (tests/dist_worker.py) runs three cases: the CPU default (oneDNN conv, plain
+One msrun job (tests/dist_worker.py) runs two cases: the CPU default (oneDNN conv, plain
 step) with sharded validation, and the off-CPU path (MindSpore's Conv2D, block-wise
-``recompute`` / ``invertible`` steps with the reducer) with a stop requested on one rank.
+``recompute`` then ``invertible`` steps with the reducer) with a stop requested on one rank.
 A second job goes through scripts/run_distribute_train.sh and is stopped with SIGTERM.
 """
 import glob
@@ -98,7 +98,7 @@ def test_two_msrun_workers_equal_single_process(tmp_path):
     if proc.returncode:
         pytest.fail(f'msrun failed ({proc.returncode}):\n' + worker_logs(logs))
     ranks = {case: [np.load(out / f'{case}_rank{r}.npz') for r in (0, 1)]
-             for case in ('plain', 'recompute', 'invertible')}
+             for case in ('plain', 'blockwise')}
 
     # the CPU default: same samples, same z rows, same update as one process
     log = open(tmp_path / 'dp' / 'dp' / 'train.log').read()
@@ -122,20 +122,17 @@ def test_two_msrun_workers_equal_single_process(tmp_path):
         np.testing.assert_array_equal(r['sharded'], r['whole'])
         assert list(r['flags']) == [False, True, False, True, True]
 
-    # off CPU: MindSpore's conv, block-wise steps, reducer after them
-    log = open(tmp_path / 'dp' / 'recompute' / 'train.log').read()
-    assert 'recompute, amp O0, conv mindspore' in log and 'iter 2/2' in log
+    # off CPU: MindSpore's conv, the block-wise walk (recompute in iteration 1, invertible in
+    # 2: they compute the same update), reducer after it; a stop asked on rank 1 alone during
+    # iteration 2 stops both ranks after it, with a state saved
+    log = open(tmp_path / 'dp' / 'blockwise' / 'train.log').read()
+    assert 'recompute, amp O0, conv mindspore' in log and 'stop requested at iteration 2' in log
+    assert os.path.isfile(tmp_path / 'dp' / 'blockwise' / 'checkpoints' / 'state_00000002.ckpt')
+    for r in ranks['blockwise']:
+        assert int(r['iteration']) == 2 and bool(r['stopped']) and not bool(r['stored'])
     recompute = single(tmp_path, 'recompute', 'train.memory_mode=recompute', 'train.niter=2',
                        conv='mindspore')
-    assert_same_weights(ranks['recompute'], recompute)
-    # a stop asked on rank 1 alone, during iteration 2: both ranks stop after it
-    for r in ranks['invertible']:
-        assert int(r['iteration']) == 2 and bool(r['stopped'])
-    log = open(tmp_path / 'dp' / 'invertible' / 'train.log').read()
-    assert 'stop requested at iteration 2' in log
-    assert os.path.isfile(tmp_path / 'dp' / 'invertible' / 'checkpoints' / 'state_00000002.ckpt')
-    # invertible and recompute compute the same update (they differed by 8e-8 here, 2026-12-01)
-    assert_same_weights(ranks['invertible'], recompute)
+    assert_same_weights(ranks['blockwise'], recompute)
 
 
 @needs_msrun
