@@ -8,7 +8,8 @@ The model is the one the checkpoint records (or ``--config``'s); each model offe
 modes (IRN: ``down``, ``up``, ``roundtrip``; see ``python infer.py --help`` with a checkpoint)
 and flags. IRN's ``down`` accepts any size and stores the original size in the LR PNG, so
 ``up`` crops back (src/runner.py). ``--tile N --tile_overlap M`` (HR pixels) bound the memory
-of large images.
+of large images. A non-integer ``--scale`` (e.g. ``down --scale 2.5 --ckpt irn_x3.ckpt``)
+rescales by that factor around the network's integer scale (src/fractional.py).
 """
 import argparse
 import os
@@ -27,7 +28,9 @@ def parse_args(argv=None):
                         + ', '.join(cls.infer_modes))
     parser.add_argument('--ckpt', required=True, help="our .ckpt or the authors' .pth")
     parser.add_argument('--config', help='the model\'s config (default: what the checkpoint records)')
-    parser.add_argument('--scale', type=int, help='expected scale (checked)')
+    parser.add_argument('--scale', type=_scale, help='expected scale (checked); a non-integer '
+                        'one (e.g. 2.5) rescales fractionally around the checkpoint\'s integer scale '
+                        '(IRN family: MATLAB bicubic to its grid and back)')
     parser.add_argument('--device_target', default='CPU', choices=('CPU', 'GPU', 'Ascend'))
     parser.add_argument('--input', required=True, help='an image file or a folder of images')
     parser.add_argument('--output', '--output_dir', dest='output', required=True,
@@ -38,6 +41,15 @@ def parse_args(argv=None):
                         help='context shared by neighbouring tiles, HR pixels (default 64)')
     cls.add_arguments(parser, 'infer')
     return parser.parse_args(argv)
+
+
+def _scale(text):
+    """--scale: an int, or a float when it is not a whole number (a fractional scale)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not a number: {text!r}') from None
+    return int(value) if value.is_integer() else value
 
 
 def list_inputs(path):
@@ -60,8 +72,14 @@ def main(argv=None):
                        f'{args.tile}')
     inputs = list_inputs(args.input)
     from src.models import load_model
-    _, model, net = load_model(args.ckpt, args.config, scale=args.scale,
+    fractional = isinstance(args.scale, float)
+    _, model, net = load_model(args.ckpt, args.config, scale=None if fractional else args.scale,
                                device_target=args.device_target)
+    if fractional:
+        if not model.fractional_scales:
+            raise IRNError(f'--scale {args.scale}: {model.name} has no fractional scales')
+        from src.fractional import parse_ratio
+        args.fractional_scale = parse_ratio(args.scale, net.scale)
     runner = model.runner(args, net)
     print(f'{model.name} x{net.scale} {args.mode} ({args.ckpt}; {runner.describe()})')
     for path in inputs:

@@ -104,9 +104,10 @@ def main(argv=None):
     from src.data.io import write_png
     from src.data.sources import ValidationSource
     from src.models import create_model
-    from src.report import image_table, set_table, write_csv, write_json
+    from src.report import image_table, write_csv, write_json
     from src.utils.checkpoint import describe_arch
     from src.utils.device import setup_device
+    from src.utils.graphs import compilations
     opt = load_config(default_config(args), args.overrides, scale=args.scale,
                       device_target=args.device_target)
     paths, ckpt, max_images, out_dir = resolve_options(args, opt)
@@ -131,7 +132,8 @@ def main(argv=None):
         print(image_table(name, results, model.report_columns))
     print()
     print(f'Summary ({model.protocol_text(protocol)})')
-    print(set_table(sets, model.report_columns))
+    print(model.summary_table(sets, protocol))
+    print(f'graphs compiled: {compilations()} (one per direction and distinct image size)')
     report = {'model': model.name, 'checkpoint': os.path.abspath(ckpt), 'arch': net.arch(),
               'protocol': protocol, 'command': ' '.join(sys.argv), 'sets': sets}
     if args.report:

@@ -18,7 +18,7 @@ resolve_config() {  # resolve_config train|test ARG
     for f in "$root/src/options/$1"_IRN_x*.yml; do
       f=${f##*_x}; [[ "${f%.yml}" =~ ^[0-9]+$ ]] && list+=("${f%.yml}")
     done
-    IFS=$'\n' list=($(printf '%s\n' ${list[@]+"${list[@]}"} | sort -n)); unset IFS
+    IFS=$'\n' list=($(printf '%s\n' ${list[@]+"${list[@]}"} | sort -nu)); unset IFS
     local n=${#list[@]} text=${list[*]:0:${#list[@]}-1}
     usage "SCALE must be ${text// /, } or ${list[n-1]}, got '$2' (or give a config .yml)"
   fi

@@ -18,15 +18,37 @@ import mindspore as ms
 from mindspore import mutable, nn, ops
 
 from src.amp import OverflowReset
-from src.network.blocks import InvBlockExp, coupling_forward, coupling_inverse
 from src.optim import ApplyGradients, PlainGrad  # noqa: F401  (PlainGrad: a grad source)
 from src.utils.errors import IRNError
 
 MODES = ('plain', 'recompute', 'invertible')
+PROTOCOL = ('construct', 'inverse', 'weights', 'apply', 'graph_key')
+
+
+def _check_protocol(op):
+    """Every op of ``net.operations`` is invertible and a pure function of (x, weights)."""
+    missing = [m for m in PROTOCOL if not callable(getattr(op, m, None))]
+    if missing:
+        raise IRNError(f'{type(op).__name__} cannot run block-wise (train.memory_mode recompute / '
+                       f'invertible): it lacks {", ".join(missing)}')
+
+
+class _Apply(nn.Cell):
+    """One direction of an invertible op as a function of (input, weights): one graph serves
+    every op with the same ``graph_key()``. (MindSpore keeps each compiled graph's working
+    memory, so per-block graphs would add up to as much memory as the plain step.)"""
+
+    def __init__(self, op, inverse):
+        super().__init__(auto_prefix=False)
+        self.op = op  # only its non-tensor settings are used; the weights come in as inputs
+        self.is_inverse = inverse
+
+    def construct(self, x, weights):
+        return self.op.apply(x, weights, self.is_inverse)
 
 
 class _Direction(nn.Cell):
-    """One direction of one operation (Haar or coupling block) as its own graph."""
+    """One direction of a parameter-free op (Haar) as a function of its input alone."""
 
     def __init__(self, op, inverse):
         super().__init__(auto_prefix=False)
@@ -34,32 +56,15 @@ class _Direction(nn.Cell):
         self.is_inverse = inverse
 
     def construct(self, x):
-        if self.is_inverse:
-            return self.op.inverse(x)
-        return self.op(x)
+        return self.op.apply(x, (), self.is_inverse)
 
 
-class _Coupling(nn.Cell):
-    """A coupling block as a function of (input, weights): one graph serves every block of a
-    level. (MindSpore keeps each compiled graph's working memory, so per-block graphs would
-    add up to as much memory as the plain step.)"""
-
-    def __init__(self, split, clamp, half, inverse):
-        super().__init__()
-        self.split, self.clamp, self.half, self.is_inverse = split, clamp, half, inverse
-
-    def construct(self, x, weights):
-        if self.is_inverse:
-            return coupling_inverse(x, weights, self.split, self.clamp, self.half)
-        return coupling_forward(x, weights, self.split, self.clamp, self.half)
-
-
-class _CouplingVJP(nn.Cell):
+class _ApplyVJP(nn.Cell):
     """(input, weights, cotangent of the output) -> (cotangent of the input, weight gradients)."""
 
-    def __init__(self, split, clamp, half, inverse):
-        super().__init__()
-        self.fn = _Coupling(split, clamp, half, inverse)
+    def __init__(self, op, inverse):
+        super().__init__(auto_prefix=False)
+        self.fn = _Apply(op, inverse)
         self.grad = ops.GradOperation(get_all=True, sens_param=True)
 
     def construct(self, x, weights, d_out):
@@ -153,28 +158,25 @@ class BlockwiseGrad:
         self.forward, self.inverse, self.vjp_forward, self.vjp_inverse = [], [], [], []
         self.weights, self.slots = [], []
         for op in self.ops:
-            if isinstance(op, InvBlockExp):
-                key = (op.split1, op.clamp, op.half)
-                if key not in shared:
-                    shared[key] = [cls(*key, inverse) for cls in (_Coupling, _CouplingVJP)
-                                   for inverse in (False, True)]
-                fwd, inv, vjp_fwd, vjp_inv = shared[key]
-                weights = op.weights()
-            else:  # Haar: parameter-free and cheap, a graph of its own
-                fwd, inv = _Direction(op, False), _Direction(op, True)
-                vjp_fwd, vjp_inv = _LinearVJP(op, False), _LinearVJP(op, True)
-                weights = ()
+            _check_protocol(op)
+            weights = tuple(op.weights())
+            key = op.graph_key()
+            if key not in shared:  # the first op of a kind stands for all of them
+                kinds = (_Apply, _ApplyVJP) if weights else (_Direction, _LinearVJP)
+                shared[key] = [cls(op, inverse) for cls in kinds for inverse in (False, True)]
+            fwd, inv, vjp_fwd, vjp_inv = shared[key]
             self.forward.append(fwd)
             self.inverse.append(inv)
             self.vjp_forward.append(vjp_fwd)
             self.vjp_inverse.append(vjp_inv)
             self.weights.append(weights)
-            self.slots.append([position[p.name] for p in weights])
+            self.slots.append([position.get(p.name) for p in weights])  # None: frozen
         self.head, self.head_grad, self.rec_head = _ForwardHead(loss), _HeadGrad(loss), _RecHead(loss)
 
     def _accumulate(self, grads, k, d_weights):
         for slot, g in zip(self.slots[k], d_weights):
-            grads[slot] = g if grads[slot] is None else grads[slot] + g
+            if slot is not None:
+                grads[slot] = g if grads[slot] is None else grads[slot] + g
 
     def _run(self, cells, k, x):
         if self.weights[k]:
@@ -238,19 +240,20 @@ class AccumulatingStep:
         self.micro_batch = micro_batch
         self.reset = OverflowReset()
 
-    def __call__(self, hr, lr_ref, z_noise, lr):
-        batch = hr.shape[0]
+    def __call__(self, *args):
+        inputs, lr = args[:-1], args[-1]  # every input is batch-first
+        batch = inputs[0].shape[0]
         m = self.micro_batch or batch
         if batch % m:
             raise IRNError(f'train.micro_batch {m} does not divide the batch of {batch} images '
                            'this device computes (datasets.train.batch_size / devices)')
         chunks = batch // m
         if self.reset.enabled:  # Ascend saturation mode: this step's overflows only
-            hr = self.reset(hr)
+            inputs = (self.reset(inputs[0]),) + tuple(inputs[1:])
         losses, grads = None, None
         for i in range(chunks):
             part = slice(i * m, (i + 1) * m)
-            l_i, g_i = self.grad_source(hr[part], lr_ref[part], z_noise[part])
+            l_i, g_i = self.grad_source(*[t[part] for t in inputs])
             if grads is None:
                 losses, grads = list(l_i), list(g_i)
             else:

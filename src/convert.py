@@ -1,10 +1,12 @@
-"""Convert the authors' PyTorch IRN weights (.pth) to a MindSpore checkpoint, without PyTorch.
+"""Convert the authors' PyTorch weights (.pth: IRN, IRN_LD, IRN_E, SAIN, ...) to a MindSpore
+checkpoint, without PyTorch.
 
 A .pth written by ``torch.save(state_dict)`` is a zip holding ``data.pkl`` (a pickle whose
 tensors refer to raw storages by key) and ``data/<key>`` files with the little-endian bytes.
 Only the handful of classes such a state dict uses may be unpickled.
 
-Usage: python -m src.convert IRN_x4.pth irn_x4.ckpt [--scale 4]
+Usage: python -m src.convert IRN_x4.pth irn_x4.ckpt [--scale 4]   (IRN_LD x3: --scale 3)
+       python -m src.convert SAINx2_JPEG.pth sain_x2_jpeg.ckpt [--scale 2]
 """
 import argparse
 import collections
@@ -97,13 +99,42 @@ def read_pth(path):
     return collections.OrderedDict(state)
 
 
-_KEY = re.compile(r'^operations\.(\d+)\.(haar_weights|[FGH]\.conv[1-5]\.(weight|bias))$')
+_KEY = re.compile(r'^operations\.(\d+)\.(haar_weights|conv_weights|[FGH]\.conv[1-5]\.(weight|bias))$')
 
 
-def torch_state_to_ours(state, path='<state>'):
-    """Map the authors' parameter names to ours and infer the block layout.
+def _layout(kinds, state, path):
+    """Operation kinds in order ('haar' / 'conv' / 'block') -> the architecture they build."""
+    from src.network.irn import arch_record
+    n = len(kinds)
+    if kinds[0] == 'conv':  # IRN_LD: one ConvDownsampling, then coupling blocks
+        if 'conv' in kinds[1:] or 'haar' in kinds:
+            raise IRNError(f'{path}: a ConvDownsampling must be the only downsampling (operations.0)')
+        shape = state['operations.0.conv_weights'].shape
+        s = int(round(shape[0] ** 0.5)) if len(shape) == 2 else 0
+        if s < 2 or shape != (s * s, s * s):
+            raise IRNError(f'{path}: operations.0.conv_weights has shape {shape}, expected (s*s, s*s)')
+        return arch_record(s, [n - 1], 'conv', True)
+    haar = [i for i, k in enumerate(kinds) if k == 'haar']
+    if not haar or haar[0] != 0:
+        raise IRNError(f'{path}: operations.0 is not a Haar transform or a ConvDownsampling')
+    for level, i in enumerate(haar):
+        w = state[f'operations.{i}.haar_weights']
+        if w.shape != (3 * 4 ** (level + 1), 1, 2, 2):
+            raise IRNError(f'{path}: operations.{i}.haar_weights has shape {w.shape}, expected '
+                           f'{(3 * 4 ** (level + 1), 1, 2, 2)}')
+    if len(haar) > 1 and haar == list(range(len(haar))):  # IRN_E: all Haar levels first
+        return arch_record(2 ** len(haar), [n - len(haar)], 'haar', True)
+    bounds = haar + [n]
+    block_num = [bounds[i + 1] - bounds[i] - 1 for i in range(len(haar))]
+    return arch_record(2 ** len(haar), block_num)
 
-    Returns ``(weights, block_num)``; Haar weights are checked and dropped (ours are fixed).
+
+def torch_to_irn(state, path='<state>'):
+    """Map the authors' parameter names to ours and infer the architecture.
+
+    Returns ``(weights, arch)`` with ``arch`` as ``InvRescaleNet.arch()``: IRN, IRN_LD
+    (``operations.0.conv_weights``, s*s x s*s) or IRN_E (all Haar levels first). Haar weights
+    are checked and dropped (ours are fixed).
     """
     state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
     bad = [k for k in state if not _KEY.match(k)]
@@ -112,53 +143,44 @@ def torch_state_to_ours(state, path='<state>'):
     ops = sorted({int(_KEY.match(k).group(1)) for k in state})
     if ops != list(range(len(ops))):
         raise IRNError(f'{path}: operations are not numbered 0..{len(ops) - 1}: missing operations')
-    haar = [i for i in ops if f'operations.{i}.haar_weights' in state]
-    if not haar or haar[0] != 0:
-        raise IRNError(f'{path}: operations.0 is not a Haar transform')
-    bounds = haar + [len(ops)]
-    block_num = [bounds[i + 1] - bounds[i] - 1 for i in range(len(haar))]
-    for level, i in enumerate(haar):
-        w = state[f'operations.{i}.haar_weights']
-        if w.shape != (3 * 4 ** (level + 1), 1, 2, 2):
-            raise IRNError(f'{path}: operations.{i}.haar_weights has shape {w.shape}, expected '
-                           f'{(3 * 4 ** (level + 1), 1, 2, 2)}')
+    kinds = ['haar' if f'operations.{i}.haar_weights' in state else
+             'conv' if f'operations.{i}.conv_weights' in state else 'block' for i in ops]
+    arch = _layout(kinds, state, path)
     weights = {k: np.asarray(v, dtype=np.float32) for k, v in state.items() if 'haar' not in k}
-    return weights, block_num
-
-
-def torch_to_irn(state, path):
-    """:func:`torch_state_to_ours` returning ``(weights, architecture record)``."""
-    weights, block_num = torch_state_to_ours(state, path)
-    return weights, {'net': 'InvRescaleNet', 'scale': 2 ** len(block_num), 'block_num': block_num}
+    return weights, arch
 
 
 def convert(src, dst, scale=None):
-    """Convert ``src`` (.pth) to ``dst`` (.ckpt); checks every key and shape. Returns block_num."""
-    from src.network import InvRescaleNet
-    from src.utils.checkpoint import load_weights, save_weights
-    weights, block_num = torch_state_to_ours(read_pth(src), src)
-    if scale is not None and 2 ** len(block_num) != scale:
-        raise IRNError(f'{src}: holds an x{2 ** len(block_num)} IRN (blocks {block_num}), '
-                       f'but --scale {scale} was given')
-    net = InvRescaleNet(block_num)
-    load_weights(net, src)  # checks names and shapes against a real network
-    save_weights({p.name: p.asnumpy() for p in net.get_parameters()}, dst,
-                 {'model': 'IRN', **net.arch()})
-    return block_num
+    """Convert ``src`` (.pth) to ``dst`` (.ckpt); checks every key, shape and ``scale``.
+
+    The model is the one whose key names the file holds (:func:`src.models.checkpoint_model`:
+    IRN's ``operations.N`` incl. IRN_LD / IRN_E, SAIN's ``down_operations`` / ``comp_operations``
+    / ``gmm``, ...). Returns ``(model name, architecture record)``.
+    """
+    from src.config import load_config
+    from src.models import checkpoint_model, create_model
+    cls, _ = checkpoint_model(src)
+    model = create_model(load_config(model=cls.name))
+    net = model.load_net(src, expect_scale=scale)
+    model.save_net(dst, net)
+    return cls.name, net.arch()
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='Convert authors\' IRN .pth weights to MindSpore .ckpt')
-    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth')
+    parser = argparse.ArgumentParser(description="Convert the authors' .pth weights (IRN, SAIN) "
+                                     'to a MindSpore .ckpt')
+    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth or SAINx2_JPEG.pth')
     parser.add_argument('dst', help='output MindSpore checkpoint, e.g. irn_x4.ckpt')
-    parser.add_argument('--scale', type=int, choices=(2, 4, 8), help='expected scale (checked)')
+    parser.add_argument('--scale', type=int, choices=range(2, 9), metavar='S',
+                        help='expected scale (checked): 2/4/8, or 2..8 for IRN_LD')
     args = parser.parse_args(argv)
     try:
-        block_num = convert(args.src, args.dst, args.scale)
+        name, arch = convert(args.src, args.dst, args.scale)
     except IRNError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
-    print(f'wrote {args.dst}: x{2 ** len(block_num)} IRN, blocks {block_num}')
+    from src.utils.checkpoint import describe_arch
+    print(f'wrote {args.dst}: {name} {describe_arch(arch)}')
     return 0
 
 

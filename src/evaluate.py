@@ -15,8 +15,8 @@ from mindspore import nn
 from src.data.bicubic import imresize
 from src.metrics import calculate_psnr, calculate_ssim, mean_metrics, tensor_to_uint8
 from src.network import Quantization
-from src.network.fast_conv import mindspore_conv
 from src.utils.errors import IRNError
+from src.utils.graphs import ShapeGraphs
 
 __all__ = ['Downscaler', 'Upscaler', 'evaluate', 'summarize', 'sample_z', 'METRICS']
 
@@ -67,25 +67,21 @@ def _pair_metrics(out, ref, crop, prefix, key_prefix=''):
     return res
 
 
-_CELLS = {}  # id(net) -> (net, Downscaler, Upscaler): compile once per network
+_CELLS = {}  # id(net) -> (net, Downscaler, Upscaler): graphs kept for the process
 
 
 def _cells(net):
-    """The (Downscaler, Upscaler) pair of ``net``, built and compiled once."""
+    """The (Downscaler, Upscaler) graphs of ``net``: static shapes, one graph per image shape.
+
+    Static shapes let the fast CPU convolution run (see :mod:`src.utils.graphs`); a test set
+    costs one compilation per direction and distinct image size.
+    """
     cached = _CELLS.get(id(net))
     if cached is None or cached[0] is not net:
-        z_channels = net.channel_out - net.channel_in
-        cached = (net, _dynamic(Downscaler(net), net.channel_in),
-                  _dynamic(Upscaler(net), net.channel_in, z_channels))
+        cached = (net, ShapeGraphs(Downscaler(net)), ShapeGraphs(Upscaler(net)))
         _CELLS.clear()
         _CELLS[id(net)] = cached
     return cached[1], cached[2]
-
-
-def _dynamic(cell, *channels):
-    """Compile ``cell`` once for any spatial size (avoids one graph per image shape)."""
-    cell.set_inputs(*[ms.Tensor(shape=[1, c, None, None], dtype=ms.float32) for c in channels])
-    return cell
 
 
 def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=False):
@@ -120,8 +116,7 @@ def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=F
         if h % scale or w % scale:
             raise IRNError(f'{name}: {h}x{w} is not mod-cropped to scale {scale}')
         hr_t = ms.Tensor(np.ascontiguousarray(hr.transpose(2, 0, 1)[None]), ms.float32)
-        with mindspore_conv():
-            lr_q, z = down(hr_t)
+        lr_q, z = down(hr_t)
         gt = tensor_to_uint8(hr.transpose(2, 0, 1))
         lr_img = tensor_to_uint8(lr_q.asnumpy()[0])
         lr_ref = tensor_to_uint8(imresize(hr.astype(np.float64), 1.0 / scale).transpose(2, 0, 1))
@@ -131,8 +126,7 @@ def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=F
         first_sr = None
         for d in range(draws):
             zd = ms.Tensor(sample_z(z.shape, z_mode, seed, index, d))
-            with mindspore_conv():
-                sr = tensor_to_uint8(up(lr_q, zd).asnumpy()[0])
+            sr = tensor_to_uint8(up(lr_q, zd).asnumpy()[0])
             if first_sr is None:
                 first_sr = sr
             per_draw.append(_pair_metrics(sr, gt, scale, 'hr'))

@@ -19,11 +19,11 @@ __all__ = ['EXTENSIONS', 'graph_input', 'write_graphs']
 EXTENSIONS = {'MINDIR': '.mindir', 'ONNX': '.onnx', 'AIR': '.air'}
 
 
-def graph_input(channels, height=None, width=None):
-    """A (1, C, H, W) float32 graph input: dynamic H, W when ``height`` is None."""
+def graph_input(channels, height=None, width=None, *trailing):
+    """A (1, C, H, W, *trailing) float32 graph input: dynamic H, W when ``height`` is None."""
     if height is None:
-        return ms.Tensor(shape=[1, channels, None, None], dtype=ms.float32)
-    return ms.numpy.zeros((1, channels, height, width), ms.float32)
+        return ms.Tensor(shape=[1, channels, None, None, *trailing], dtype=ms.float32)
+    return ms.numpy.zeros((1, channels, height, width, *trailing), ms.float32)
 
 
 def write_graphs(graphs, file_name, file_format='MINDIR'):

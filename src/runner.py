@@ -3,6 +3,8 @@ LR PNGs that carry their metadata, check it on the way back, crop to the origina
 
 ``down`` accepts any size: the image is reflect-padded (bottom / right) to a multiple of the
 scale and the original size is stored in the LR PNG (text chunk ``irn``), so ``up`` crops back.
+A fractional ``--scale`` (e.g. 2.5 with an x3 network) resizes the HR by MATLAB bicubic to the
+network's grid first and back at the end (src/fractional.py); the LR records how.
 The LR must stay lossless (PNG): IRN hides the high frequencies in its least significant
 details, which JPEG destroys. ``up`` on an LR that was not made by IRN (e.g. a bicubic LR; told
 apart only by the missing metadata) works but gives blurry, artefacted results.
@@ -75,12 +77,15 @@ class Runner:
 
     def __init__(self, args, rescaler):
         self.args, self.r, self.s = args, rescaler, rescaler.scale
+        self.ratio = getattr(args, 'fractional_scale', None)  # e.g. 2.5 through an x3 network
 
     def describe(self):
         """How the outputs are made (z, tiles), for the first line infer.py prints."""
         a = self.args
         z = 'z = 0' if a.z_mode == 'zero' else f'z ~ N(0, I), seed {a.seed}'
-        return z + (f', tiles {a.tile} overlap {a.tile_overlap}' if a.tile else '')
+        frac = (f'fractional x{self.ratio}: MATLAB bicubic to the x{self.s} grid and back, '
+                if self.ratio else '')
+        return frac + z + (f', tiles {a.tile} overlap {a.tile_overlap}' if a.tile else '')
 
     def run(self, mode, path, n):
         """Process one input file in ``mode``; returns the line to print."""
@@ -94,31 +99,51 @@ class Runner:
         """Read an image, pad it, downscale: returns (hr uint8 unpadded, lr uint8, meta)."""
         from src.data.io import read_image_uint8, uint8_to_float
         from src.lrfile import as_uint8
+        from src.fractional import fractional_meta, to_grid
         hr8 = read_image_uint8(path)
         h, w = hr8.shape[:2]
-        lr = self.r.down(uint8_to_float(pad_to_multiple(hr8, self.s)), *self.tiles())
-        meta = {'scale': self.s, 'height': h, 'width': w, 'blocks': self.r.net.block_num,
-                'source': os.path.basename(path)}
+        meta = {'scale': self.s, 'height': h, 'width': w}
+        if self.ratio:
+            meta = fractional_meta(h, w, self.ratio, self.s)
+            hr = to_grid(uint8_to_float(hr8), meta)
+        else:
+            hr = uint8_to_float(pad_to_multiple(hr8, self.s))
+        lr = self.r.down(hr, *self.tiles())
+        meta.update({'blocks': self.r.net.block_num, 'source': os.path.basename(path)})
         return hr8, as_uint8(lr), meta
 
     def upscale(self, lr8, meta, name):
         """LR uint8 (+ metadata or None) -> HR uint8, cropped to the original size."""
         from src.data.io import uint8_to_float
         from src.inference import make_z
+        from src.fractional import from_grid
         from src.lrfile import as_uint8, lr_size
         h, w = lr8.shape[:2]
         if meta is not None:
             if meta['scale'] != self.s:
                 raise IRNError(f'{name}: this LR was made at x{meta["scale"]}, but the '
                                f'checkpoint is x{self.s}')
-            want = lr_size(meta['height'], meta['width'], self.s)
+            made = meta.get('fractional_scale', self.s)
+            if self.ratio and made != self.ratio:
+                raise IRNError(f'{name}: this LR was made at x{made}, but --scale {self.ratio} '
+                               'was given')
+            if 'fractional_scale' in meta:
+                want = (meta['grid_height'] // self.s, meta['grid_width'] // self.s)
+            else:
+                want = lr_size(meta['height'], meta['width'], self.s)
             if (h, w) != want:
                 raise IRNError(f'{name}: LR is {h}x{w}, but its IRN metadata (HR '
-                               f'{meta["height"]}x{meta["width"]} at x{self.s}) needs '
+                               f'{meta["height"]}x{meta["width"]} at x{made}) needs '
                                f'{want[0]}x{want[1]}; was it resized?')
         z = make_z(self.r.z_shape(h, w), self.args.z_mode, self.args.seed)
         hr = self.r.up(uint8_to_float(lr8), z, *self.tiles())
-        if meta is not None:
+        if meta is None and self.ratio:  # no record: the size x ratio, rounded
+            meta = {'scale': self.s, 'fractional_scale': self.ratio, 'grid_height': h * self.s,
+                    'grid_width': w * self.s, 'height': round(h * self.ratio),
+                    'width': round(w * self.ratio)}
+        if meta is not None and 'fractional_scale' in meta:
+            hr = from_grid(hr, meta, name)
+        elif meta is not None:
             hr = hr[:meta['height'], :meta['width']]
         return as_uint8(hr)
 

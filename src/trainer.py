@@ -35,6 +35,7 @@ from src.schedule import build_lr
 from src.train_log import CsvLog, ProgressBar, format_seconds, setup_train_logger
 from src.utils.checkpoint import (describe_arch, list_train_states, load_train_state, load_weights,
                                   prune_train_states, save_train_state, state_path)
+from src.utils.compile_cache import graph_cache
 from src.network.fast_conv import backend as conv_backend
 from src.utils.errors import IRNError
 
@@ -148,6 +149,15 @@ class Trainer:
         """(hr, lr_ref) numpy arrays of one batch from the pipeline (a hook for tests)."""
         return batch[0], batch[1]
 
+    def _step_key(self):
+        """What fixes the train step's graphs, the compile cache key (src/utils/compile_cache):
+        the config without the sections that only name paths, logging or validation."""
+        graph_opt = {k: v for k, v in self.opt.items()
+                     if k not in ('name', 'path', 'logger', 'val', 'test', 'datasets')}
+        d = self.opt['datasets']['train']
+        return {'graph': 'train_step', 'opt': graph_opt, 'batch': d['batch_size'],
+                'GT_size': d['GT_size'], 'conv': conv_backend(), 'rank': [self.rank_id, self.rank_size]}
+
     # ------------------------------------------------------------------ validation
     def validate(self):
         """Evaluate on ``datasets.val.dataroot_GT``; keep ``best_G.ckpt`` by the model's
@@ -248,8 +258,9 @@ class Trainer:
                 t0 = time.time()
                 batch = self.fetch(next(batches))
                 window['data_s'] += time.time() - t0
-                values, applied = self.model.train_step(
-                    batch, ms.Tensor(self.lrs[self.iteration], ms.float32), self.rng)
+                with graph_cache(self._step_key()):  # a re-run of the config skips compiling
+                    values, applied = self.model.train_step(
+                        batch, ms.Tensor(self.lrs[self.iteration], ms.float32), self.rng)
                 loss, norm = values['loss'], values['grad_norm']
                 self.iteration += 1
                 window['count'] += 1

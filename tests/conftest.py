@@ -8,6 +8,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, 'tests', 'data')
 sys.path.insert(0, ROOT)
+# no graph compile cache in ~/.cache from tests (tests/test_compile_cache.py uses its own folders)
+os.environ.setdefault('IRN_COMPILE_CACHE', 'off')
 
 import mindspore as ms  # noqa: E402
 

@@ -27,7 +27,7 @@ def bash(script, *args, cwd=None, **env):
 
 @pytest.mark.parametrize('script, args, error', [
     (STANDALONE, [], 'expected at least SCALE and DATA_PATH'),
-    (STANDALONE, ['3', SAMPLE_TRAIN], "SCALE must be 2, 4 or 8, got '3'"),
+    (STANDALONE, ['5', SAMPLE_TRAIN], "SCALE must be 2, 3, 4 or 8, got '5'"),
     (STANDALONE, ['4', '/nonexistent/div2k'], "DATA_PATH '/nonexistent/div2k' is not a directory"),
     (STANDALONE, ['4', SAMPLE_TRAIN, 'niter'], "must be section.key=value, got 'niter'"),
     (DISTRIBUTE, ['4'], 'expected at least SCALE and DATA_PATH'),

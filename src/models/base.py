@@ -71,6 +71,12 @@ class Model:
         """The record a checkpoint of ``net`` (default: the trained one) carries."""
         return {'model': self.name, **(net or self.net).arch()}
 
+    @classmethod
+    def torch_arch(cls, state, path):
+        """The architecture record of an authors' state_dict if it is this model's, else None
+        (how a bare .pth is recognised)."""
+        return None
+
     def from_torch(self, state, path):
         """The authors' state_dict -> (our weights, architecture record); see src/convert.py."""
         raise IRNError(f"{path}: reading the authors' .pth is not supported for {self.name}")
@@ -134,6 +140,12 @@ class Model:
         full = rng.standard_normal((batch, *shape), dtype=np.float32)
         return full[self.rank_id::self.rank_size]
 
+    def example_batch(self, rng, batch, patch):
+        """A random training batch with the data pipeline's shapes (for benchmarks)."""
+        s = self.opt['scale']
+        return (rng.random((batch, 3, patch, patch), dtype=np.float32),
+                rng.random((batch, 3, patch // s, patch // s), dtype=np.float32))
+
     @staticmethod
     def tensors(*arrays):
         """numpy arrays -> float32 Tensors."""
@@ -156,12 +168,18 @@ class Model:
         each also holds ``images``: {kind: uint8 image} to write as ``<set>/<kind>/<name>.png``."""
         raise NotImplementedError
 
+    def summary_table(self, sets, protocol):
+        """val.py's closing table of the per-set means (a model may lay it out its own way)."""
+        from src.report import set_table
+        return set_table(sets, self.report_columns)
+
     def summarize(self, results):
         """Means of :attr:`metrics` over a set (non-finite values, e.g. inf PSNR, skipped)."""
         return mean_metrics(results, self.metrics)
 
     # ------------------------------------------------------------------ deployment
     infer_modes = ()      # infer.py's modes for this model
+    fractional_scales = False  # infer.py --scale 2.5: resize around the integer scale
 
     @staticmethod
     def export_cells(net, height=None, width=None):

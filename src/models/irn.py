@@ -21,10 +21,19 @@ OPTIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 class IRNModel(Model):
-    """Base IRN at x2 / x4 / x8 (``network_G.block_num``: coupling blocks per Haar level)."""
+    """IRN and its IJCV variants, chosen as the authors do by ``network_G.which_model_G``:
+
+    * IRN: x2 / x4 / x8, ``network_G.block_num``: coupling blocks per Haar level;
+    * IRN_LD (``use_ConvDownsampling: true``): a learnable s x s downsampling, any integer
+      scale 2..8, then ``block_num: [K]`` blocks (train_IRN_x3.yml: x3, [12]);
+    * IRN_E (``down_first: true``): all Haar levels first, then ``block_num: [K]`` blocks at
+      the lowest resolution (train_IRN_E_x4.yml: x4, [16]).
+    """
 
     name = 'IRN'
-    CHOICES = {'scale': (2, 4, 8)}
+    SCHEMA = {'network_G': {'which_model_G': {'use_ConvDownsampling': (bool, False),
+                                              'down_first': (bool, False)}}}
+    CHOICES = {'scale': tuple(range(2, 9))}
     loss_names = ('l_fit', 'l_ce', 'l_rec')
     val_fields = ('psnr_rgb', 'psnr_y', 'ssim_rgb', 'ssim_y', 'lr_psnr_rgb', 'lr_psnr_y')
     best_metric = 'psnr_y'
@@ -33,10 +42,20 @@ class IRNModel(Model):
     def check_config(cls, opt, source):
         scale, net = opt['scale'], opt['network_G']
         block_num = net['block_num']
+        flags = net['which_model_G']
         if not block_num or not all(isinstance(b, int) and b > 0 for b in block_num):
             raise IRNError(f'{source}: network_G.block_num must be a list of positive ints, '
                            f'got {block_num!r}')
-        if 2 ** len(block_num) != scale:
+        variant = ('IRN_LD (use_ConvDownsampling)' if flags['use_ConvDownsampling'] else
+                   'IRN_E (down_first)' if flags['down_first'] else None)
+        if variant and len(block_num) != 1:
+            raise IRNError(f'{source}: {variant} takes one block count, network_G.block_num: [K] '
+                           f'(the authors read only block_num[0]), got {block_num}')
+        if not flags['use_ConvDownsampling'] and scale not in (2, 4, 8):
+            raise IRNError(f'{source}: scale {scale} needs the learnable downsampling '
+                           '(network_G.which_model_G.use_ConvDownsampling: true); Haar levels '
+                           'give 2, 4 or 8')
+        if not variant and 2 ** len(block_num) != scale:
             raise IRNError(f'{source}: scale {scale} needs {scale.bit_length() - 1} levels in '
                            f'network_G.block_num (got {block_num}) and network_G.scale {scale} '
                            f'(got {net["scale"]})')
@@ -47,7 +66,12 @@ class IRNModel(Model):
 
     @classmethod
     def default_layout(cls, opt, scale):
-        opt['network_G']['block_num'] = [8] * (int(scale).bit_length() - 1)
+        """8 blocks per Haar level for 2 / 4 / 8; other scales: IRN_LD with the x3 paper's [12]."""
+        if scale in (2, 4, 8):
+            opt['network_G']['block_num'] = [8] * (int(scale).bit_length() - 1)
+        else:
+            opt['network_G']['block_num'] = [12]
+            opt['network_G']['which_model_G']['use_ConvDownsampling'] = True
 
     @classmethod
     def add_arguments(cls, parser, tool):
@@ -62,18 +86,32 @@ class IRNModel(Model):
 
     @classmethod
     def test_config(cls, arch):
-        path = os.path.join(OPTIONS, f"test_IRN_x{arch['scale']}.yml")
+        kind = '_E' if arch.get('down_first') and arch.get('downsampling') != 'conv' else ''
+        path = os.path.join(OPTIONS, f"test_IRN{kind}_x{arch['scale']}.yml")
         return path if os.path.isfile(path) else None
 
     # ------------------------------------------------------------------ networks
     def build_net(self, arch=None):
-        from src.network import InvRescaleNet
-        block_num = arch['block_num'] if arch else self.opt['network_G']['block_num']
-        return InvRescaleNet(block_num, channel_in=3, seed=self.opt['train']['manual_seed'])
+        from src.network import InvRescaleNet, build_from_arch
+        seed = self.opt['train']['manual_seed']
+        if arch:
+            return build_from_arch(arch, seed)
+        net, flags = self.opt['network_G'], self.opt['network_G']['which_model_G']
+        return InvRescaleNet(net['block_num'], channel_in=3, seed=seed, scale=self.opt['scale'],
+                             use_ConvDownsampling=flags['use_ConvDownsampling'],
+                             down_first=flags['down_first'])
 
     def from_torch(self, state, path):
         from src.convert import torch_to_irn
         return torch_to_irn(state, path)
+
+    @classmethod
+    def torch_arch(cls, state, path):
+        from src.convert import torch_to_irn
+        try:
+            return torch_to_irn(state, path)[1]
+        except IRNError:
+            return None
 
     # ------------------------------------------------------------------ training
     def setup_training(self, make_reducer=None):
@@ -142,6 +180,7 @@ class IRNModel(Model):
 
     # ------------------------------------------------------------------ deployment
     infer_modes = ('down', 'up', 'roundtrip')
+    fractional_scales = True
 
     def runner(self, args, net):
         from src.inference import Rescaler
@@ -153,6 +192,7 @@ class IRNModel(Model):
         """The down (HR -> quantised LR) and up ((LR, z) -> HR) graphs for export.py."""
         from src.exporting import graph_input
         from src.inference import DownscaleNet, UpscaleNet
+        net.freeze_inverses()  # IRN_LD: w^-1 as a constant (ONNX has no matrix inverse)
         s, zc = net.scale, net.channel_out - net.channel_in
         h, w = (None, None) if height is None else (height // s, width // s)
         return [('_down', DownscaleNet(net), (graph_input(3, height, width),), ['hr']),

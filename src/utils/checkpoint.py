@@ -80,7 +80,7 @@ def read_checkpoint(path, from_torch=None):
     Args:
         path (str): our .ckpt (weights or a training state) or a PyTorch state_dict .pth.
         from_torch: ``(state_dict, path) -> (weights, arch)`` mapping the authors' names to
-            ours (default: base IRN's, :func:`src.convert.torch_state_to_ours`).
+            ours (default: the IRN family's, :func:`src.convert.torch_to_irn`).
 
     Returns:
         (dict name -> np.ndarray, arch dict or None). The ``net.`` prefix of a training state
