@@ -10,13 +10,20 @@ and flags. IRN's ``down`` accepts any size and stores the original size in the L
 ``up`` crops back (src/runner.py). ``--tile N --tile_overlap M`` (HR pixels) bound the memory
 of large images. A non-integer ``--scale`` (e.g. ``down --scale 2.5 --ckpt irn_x3.ckpt``)
 rescales by that factor around the network's integer scale (src/fractional.py).
+
+A folder: every readable image is processed; each bad one gets an ``error:`` line and the run
+ends with ``N written, M failed`` and exit status 1 if any failed (``--strict``: stop at the
+first, status 2). An output that cannot be written (a full disk) stops the run at once; no
+partial file is left under an output name (writes are atomic).
 """
+import sys
+
 import argparse
 import os
 
 from src.runner import pad_to_multiple  # noqa: F401  (part of this tool's interface)
 from src.utils.cli import model_class_of, run
-from src.utils.errors import IRNError
+from src.utils.errors import IRNError, WriteError
 
 
 def parse_args(argv=None):
@@ -39,6 +46,8 @@ def parse_args(argv=None):
                         help='process in tiles of N HR pixels (0: whole image)')
     parser.add_argument('--tile_overlap', type=int, default=64,
                         help='context shared by neighbouring tiles, HR pixels (default 64)')
+    parser.add_argument('--strict', action='store_true',
+                        help='stop at the first unreadable input (default: report it, go on)')
     cls.add_arguments(parser, 'infer')
     return parser.parse_args(argv)
 
@@ -82,9 +91,24 @@ def main(argv=None):
         args.fractional_scale = parse_ratio(args.scale, net.scale)
     runner = model.runner(args, net)
     print(f'{model.name} x{net.scale} {args.mode} ({args.ckpt}; {runner.describe()})')
+    written, failed = 0, 0
     for path in inputs:
-        print(runner.run(args.mode, path, len(inputs)), flush=True)
-    return 0
+        try:
+            print(runner.run(args.mode, path, len(inputs)), flush=True)
+            written += 1
+        except WriteError as exc:
+            if len(inputs) == 1:
+                raise
+            raise WriteError(f'{exc} (stopped: {written} written, {failed} failed before)') \
+                from None
+        except IRNError as exc:
+            if args.strict or len(inputs) == 1:
+                raise
+            failed += 1
+            print(f'error: {exc}', file=sys.stderr, flush=True)
+    if len(inputs) > 1:
+        print(f'{written} written, {failed} failed')
+    return 1 if failed else 0
 
 
 if __name__ == '__main__':

@@ -8,7 +8,6 @@ config), loss.csv, val.csv, checkpoints/state_<iter>.ckpt (resumable), best_G.ck
 final_G.ckpt (network weights).
 """
 import os
-import signal
 
 from src.utils.cli import common_parser, run
 
@@ -24,7 +23,7 @@ def parse_args(argv=None):
                              '(or path.resume_state); starts fresh if there is none')
     parser.add_argument('--distribute', action='store_true',
                         help='data parallel (implied when started by msrun or with RANK_TABLE_FILE)')
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # overrides may come before or after options
 
 
 def is_distributed(args):
@@ -58,13 +57,7 @@ def build_trainer(argv=None):
 def main(argv=None):
     """Train as the command line says; Ctrl-C / SIGTERM stop cleanly after the current step."""
     trainer = build_trainer(argv)
-
-    def request_stop(signum, _frame):
-        trainer.stop_requested = True
-        signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, request_stop)
+    trainer.stop_on_signals()  # a second signal stops at once
     trainer.run()
     return 0
 

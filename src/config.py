@@ -291,5 +291,5 @@ def validate(opt, source, choices, cls):
 
 def dump_config(opt, path):
     """Write the merged config (what actually ran) as yaml."""
-    with open(path, 'w', encoding='utf-8') as f:
-        yaml.safe_dump(opt, f, sort_keys=False)
+    from src.utils.atomic import write_text
+    write_text(path, yaml.safe_dump(opt, sort_keys=False), 'config')

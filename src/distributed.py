@@ -8,7 +8,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
 
-__all__ = ['RanksAgree', 'RankMean', 'ShardedSource', 'gather_results']
+__all__ = ['RanksAgree', 'RankMean', 'ShardedSource', 'gather_results', 'validate_sharded']
 
 
 class RanksAgree(nn.Cell):
@@ -89,3 +89,23 @@ def gather_results(results, total, keys, rank_id, rank_size, gather=None):
     rows = rows.reshape(rank_size, per_rank, len(keys))
     return [dict(zip(keys, map(float, rows[i % rank_size, i // rank_size])))
             for i in range(total)]
+
+
+def validate_sharded(model, source, rank_id, rank_size, any_rank, owner=None):
+    """``model``'s validation metrics of all of ``source``, each rank evaluating its shard.
+
+    ``any_rank(flag)``: ``flag`` or'ed over the ranks (a collective). With ``owner`` the shard
+    is a :class:`src.train_signals.Stoppable`: a stop request interrupts this rank's shard, the
+    rank still takes part in the gather (the others are in it), and then every rank raises
+    ``StopRequested`` when any rank was interrupted."""
+    from src.train_signals import StopRequested, Stoppable
+    shard = ShardedSource(source, rank_id, rank_size)
+    try:
+        results = model.validate_images(shard if owner is None else Stoppable(shard, owner))
+        stopped = False
+    except StopRequested:
+        results, stopped = [], True
+    results = gather_results(results, len(source), model.metrics, rank_id, rank_size)
+    if any_rank(stopped):
+        raise StopRequested()
+    return model.summarize(results)

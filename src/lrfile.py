@@ -11,7 +11,8 @@ import zlib
 
 import numpy as np
 
-from src.data.io import write_png
+from src.data.io import encode_png
+from src.utils.atomic import write_bytes
 from src.utils.errors import IRNError
 
 __all__ = ['KEYWORD', 'write_lr_png', 'read_lr_meta', 'png_text_chunks', 'lr_size', 'as_uint8']
@@ -43,14 +44,12 @@ def png_text_chunks(data):
 
 
 def write_lr_png(path, lr, meta):
-    """Write an LR image (HxWx3 uint8 RGB, or float k/255) as PNG with ``meta`` as JSON text."""
-    write_png(path, lr)
-    with open(path, 'rb') as f:
-        data = f.read()
+    """Write an LR image (HxWx3 uint8 RGB, or float k/255) as PNG with ``meta`` as JSON text
+    (atomically: a full disk or a crash leaves no partial file under ``path``)."""
+    data = encode_png(lr, path)
     ihdr_end = 8 + 12 + struct.unpack('>I', data[8:12])[0]
     text = _chunk(b'tEXt', KEYWORD + b'\0' + json.dumps(meta, sort_keys=True).encode('latin-1'))
-    with open(path, 'wb') as f:
-        f.write(data[:ihdr_end] + text + data[ihdr_end:])
+    write_bytes(path, data[:ihdr_end] + text + data[ihdr_end:], 'LR PNG file')
 
 
 def read_lr_meta(path, data):

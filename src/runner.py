@@ -44,13 +44,16 @@ def lossless(path):
 
 
 def write_image(path, img8):
-    """Write an HxWx3 uint8 RGB image as PNG or JPEG (by extension), creating folders."""
+    """Write an HxWx3 uint8 RGB image as PNG or JPEG (by extension), atomically, creating
+    folders (a full disk or a crash leaves no partial file under ``path``)."""
     import cv2
     from src.data.io import write_png
+    from src.utils.atomic import write_bytes
     if path.lower().endswith(JPEG):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        if not cv2.imwrite(path, np.ascontiguousarray(img8[:, :, ::-1])):
-            raise IRNError(f'{path}: could not write the JPEG file')
+        ok, data = cv2.imencode('.jpg', np.ascontiguousarray(img8[:, :, ::-1]))
+        if not ok:
+            raise IRNError(f'{path}: could not encode the image as JPEG')
+        write_bytes(path, data.tobytes(), 'JPEG file')
     else:
         write_png(path, img8)
 

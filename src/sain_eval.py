@@ -18,9 +18,9 @@ from src.data.bicubic import imresize
 from src.evaluate import _pair_metrics, _cells as irn_cells, sample_z
 from src.inference import QuantizeLR
 from src.metrics import tensor_to_uint8
-from src.network.fast_conv import mindspore_conv
 from src.sain_step import draw_gmm_noise
 from src.utils.errors import IRNError
+from src.utils.graphs import ShapeGraphs
 
 __all__ = ['SAINDownscaleNet', 'SAINUpscaleNet', 'MixtureNet', 'evaluate_sain', 'sain_z',
            'eval_protocol', 'protocol_text', 'evaluate_protocol', 'quality_table', 'HR_METRICS']
@@ -62,22 +62,16 @@ class MixtureNet(nn.Cell):
         return self.net.gmm(gumbel, eps)
 
 
-def _dynamic(cell, *shapes):
-    cell.set_inputs(*[ms.Tensor(shape=list(s), dtype=ms.float32) for s in shapes])
-    return cell
-
-
 _CELLS = {}
 
 
 def _sain_cells(net):
-    """(down, up, mixture) cells of ``net`` for any image size, compiled once."""
+    """(down, up, mixture) graphs of ``net``: static shapes, one graph per image size, so the
+    fast CPU convolution runs (see :mod:`src.utils.graphs`)."""
     cached = _CELLS.get(id(net))
     if cached is None or cached[0] is not net:
-        zc, k = net.channel_out - net.channel_in, net.gmm_components
-        cached = (net, _dynamic(SAINDownscaleNet(net), (1, 3, None, None)),
-                  _dynamic(SAINUpscaleNet(net), (1, 3, None, None), (1, zc, None, None)),
-                  _dynamic(MixtureNet(net), (1, zc, None, None, k), (1, zc, None, None, k)))
+        cached = (net, ShapeGraphs(SAINDownscaleNet(net)), ShapeGraphs(SAINUpscaleNet(net)),
+                  ShapeGraphs(MixtureNet(net)))
         _CELLS.clear()
         _CELLS[id(net)] = cached
     return cached[1:]
@@ -88,8 +82,7 @@ def sain_z(net, lr_shape, seed, index, draw, mixture=None):
     rng = np.random.default_rng([int(seed), int(index), int(draw)])
     gumbel, eps = draw_gmm_noise(rng, net.latent_shape(lr_shape), net.gmm_components)
     mixture = mixture or net.gmm
-    with mindspore_conv():
-        return mixture(ms.Tensor(gumbel), ms.Tensor(eps)).asnumpy()
+    return mixture(ms.Tensor(gumbel), ms.Tensor(eps)).asnumpy()
 
 
 def _codec(lr, fmt, quality):
@@ -148,21 +141,18 @@ def evaluate_sain(net, source, scale, fmt, qualities, seed=0, draws=1, irn=None,
         gt = tensor_to_uint8(hr.transpose(2, 0, 1))
         bic = imresize(hr.astype(np.float64), 1.0 / scale).transpose(2, 0, 1)
         bic8 = tensor_to_uint8(bic)
-        with mindspore_conv():
-            lr_q = down(hr_t).asnumpy()
+        lr_q = down(hr_t).asnumpy()
         lr_metrics = _pair_metrics(tensor_to_uint8(lr_q[0]), bic8, 0, 'lr', 'lr_')
         irn_lr = None
         if irn is not None:
             irn_down, irn_up = irn_cells(irn)
-            with mindspore_conv():
-                irn_lr, irn_z = (t.asnumpy() for t in irn_down(hr_t))
+            irn_lr, irn_z = (t.asnumpy() for t in irn_down(hr_t))
         for quality in qualities:
             base = {'name': name, 'quality': quality, 'draws': int(draws)}
 
             def sain_up(d, lr_c):
                 z = sain_z(net, lr_c.shape, seed, index, d, mixture)
-                with mindspore_conv():
-                    return up(ms.Tensor(lr_c), ms.Tensor(z)).asnumpy()
+                return up(ms.Tensor(lr_c), ms.Tensor(z)).asnumpy()
 
             lr_c, nbytes = _codec(lr_q, fmt, quality)
             res, sr = _upscaled_metrics(lambda d: sain_up(d, lr_c), gt, crop, int(draws))
@@ -177,8 +167,7 @@ def evaluate_sain(net, source, scale, fmt, qualities, seed=0, draws=1, irn=None,
 
                 def irn_sr(d):
                     z = sample_z(irn_z.shape, 'sample', seed, index, d)
-                    with mindspore_conv():
-                        return irn_up(ms.Tensor(irn_c), ms.Tensor(z)).asnumpy()
+                    return irn_up(ms.Tensor(irn_c), ms.Tensor(z)).asnumpy()
 
                 res, _ = _upscaled_metrics(irn_sr, gt, crop, int(draws))
                 rows.append({**base, 'method': 'IRN', 'bytes': nbytes,

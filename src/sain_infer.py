@@ -21,6 +21,7 @@ from src.inference import Rescaler
 from src.runner import output_path, pad_to_multiple, write_image
 from src.sain_eval import MixtureNet, SAINDownscaleNet, SAINUpscaleNet
 from src.sain_step import draw_gmm_noise
+from src.utils.atomic import write_bytes
 from src.utils.errors import IRNError
 
 __all__ = ['SAINRunner', 'add_jpeg_comment', 'jpeg_comments']
@@ -132,9 +133,7 @@ class SAINRunner:
         """Mode ``down``: write the compressed LR (JPEG with its metadata, or WebP)."""
         hr8, data, coded, _ = self._compressed(path)
         out = os.path.splitext(output_path(self.args, path, n))[0] + FORMATS[self.fmt][0]
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        with open(out, 'wb') as f:
-            f.write(data)
+        write_bytes(out, data, 'LR file')  # atomically: no partial LR under its name
         h, w = hr8.shape[:2]
         return (f'{path} {h}x{w} -> {out} ({self.fmt.upper()} q{self.args.quality}, {coded} bytes, '
                 f'{bits_per_pixel(coded, h, w):.3f} bpp)')

@@ -8,6 +8,13 @@ checkpointed), and the data position (the pipeline is a pure function of the ite
 ``src/data/pipeline.py``). So a run resumed from a checkpoint computes exactly what the
 uninterrupted run computes.
 
+Faults: an unreadable training image arrives from the data workers as a ``fault`` row
+(``src/data/faults.py``); the loop saves a resumable state and stops with one line naming the
+image, or, with ``datasets.train.skip_bad_images``, logs and counts the images skipped. A
+signal (train.py: SIGINT / SIGTERM) stops after the current step, or in the middle of a
+validation, with a state saved. Every file is written atomically (``src/utils/atomic.py``), so
+a kill leaves only complete states; temporary files it leaves are deleted at the next start.
+
 Data parallel: every rank draws the same full-batch noise from the same generator and keeps
 the rows of its own samples (rank r holds global batch rows r, r + R, ...), so R ranks do
 the same arithmetic as one process on the global batch, up to the order of the gradient sum.
@@ -19,6 +26,7 @@ each rank evaluates every R-th image and the per-image metrics are gathered.
 import functools
 import logging
 import os
+import signal
 import time
 
 import numpy as np
@@ -26,17 +34,20 @@ import mindspore as ms
 from mindspore import nn
 
 from src.config import dump_config
+from src.data.faults import FAULT_FAILED, decode_faults
 from src.data.pipeline import build_train_source, create_train_dataset
 from src.data.sources import ValidationSource
-from src.distributed import RankMean, RanksAgree, ShardedSource, gather_results
+from src.distributed import RankMean, RanksAgree, validate_sharded
 from src.models import create_model
 from src.optim import resolve_memory_mode
 from src.schedule import build_lr
-from src.train_log import CsvLog, ProgressBar, format_seconds, setup_train_logger
+from src.train_log import FILE_ONLY, CsvLog, ProgressBar, format_seconds, setup_train_logger
+from src.train_signals import StopRequested, Stoppable, stop_on_signals
 from src.utils.checkpoint import (describe_arch, list_train_states, load_train_state, load_weights,
                                   prune_train_states, save_train_state, state_path)
 from src.utils.compile_cache import graph_cache
 from src.network.fast_conv import backend as conv_backend
+from src.utils.atomic import remove_temp_files
 from src.utils.errors import IRNError
 
 __all__ = ['Trainer', 'experiment_dir']
@@ -79,7 +90,7 @@ class Trainer:
         make_reducer = None  # params -> the gradient all-reduce of a data-parallel run
         if rank_size > 1:
             make_reducer = functools.partial(nn.DistributedGradReducer, mean=True, degree=rank_size)
-            self.rank_mean, self.any_rank = RankMean(rank_size), RanksAgree('any')
+            self.rank_mean, self._agree_any = RankMean(rank_size), RanksAgree('any')
         self.model.setup_training(make_reducer)
         self.net = self.model.net
         self.optimizer = getattr(self.model, 'optimizer', None)
@@ -87,7 +98,12 @@ class Trainer:
         self.lrs = build_lr(t)
         self.rng = np.random.default_rng(t['manual_seed'])
         self.iteration, self.nonfinite_total, self.best = 0, 0, None
+        self.bad_images_skipped, self._bad_seen = 0, set()
         self.stop_requested = False  # set by a signal handler: save and stop after this step
+        self._saved_at = None
+        if self.is_main:  # what a save killed half-way left behind
+            for path in remove_temp_files(self.ckpt_dir) + remove_temp_files(self.out_dir):
+                self.log.warning('removed %s, left by an interrupted save', path)
         self._resume_or_init(resume)
 
     # ------------------------------------------------------------------ set-up
@@ -110,6 +126,7 @@ class Trainer:
             self.iteration = int(state['iteration'])
             self.rng.bit_generator.state = state['rng']
             self.nonfinite_total, self.best = state['nonfinite_total'], state['best']
+            self.bad_images_skipped = state.get('bad_images_skipped', 0)
             self.log.info('resumed from %s at iteration %d', path, self.iteration)
         elif self.opt['path']['pretrain_model_G']:
             if not self.opt['path']['strict_load']:
@@ -124,6 +141,7 @@ class Trainer:
     def _state(self):
         return {'iteration': self.iteration, 'rng': self.rng.bit_generator.state,
                 'nonfinite_total': self.nonfinite_total, 'best': self.best,
+                'bad_images_skipped': self.bad_images_skipped,
                 'global_batch': self.global_batch, 'rank_size': self.rank_size,
                 'data_position': {'iteration': self.iteration,
                                   'sample': self.iteration * self.global_batch}}
@@ -133,7 +151,13 @@ class Trainer:
         if not self.is_main:
             return None
         path = state_path(self.ckpt_dir, self.iteration)
-        save_train_state(path, self.model.state_cells(), self._state(), self.model.arch())
+        try:
+            save_train_state(path, self.model.state_cells(), self._state(), self.model.arch())
+        except IRNError as exc:  # e.g. a full disk: the earlier states are intact
+            last = list_train_states(self.ckpt_dir)
+            raise type(exc)(f'{exc}; training stopped at iteration {self.iteration}, the newest '
+                            f'complete state is {last[-1] if last else "none"}') from None
+        self._saved_at = self.iteration
         removed = prune_train_states(self.ckpt_dir, self.opt['logger']['keep_last'])
         self.log.info('saved %s%s', path, f' (removed {len(removed)} older)' if removed else '')
         return path
@@ -148,6 +172,52 @@ class Trainer:
     def fetch(self, batch):
         """(hr, lr_ref) numpy arrays of one batch from the pipeline (a hook for tests)."""
         return batch[0], batch[1]
+
+    def check_data(self, faults, streak):
+        """Act on the ``fault`` column of the next batch (iteration ``self.iteration + 1``).
+
+        Skipped images are logged (each image the first time) and counted; an unreadable
+        image, on any rank, saves a state (unless the last steps were non-finite) and raises
+        the one-line IRNError naming it.
+        """
+        failed, skipped = None, []
+        for _, status, message in decode_faults(faults):
+            if status == FAULT_FAILED:
+                failed = failed or message
+            else:
+                skipped.extend(message.split('\n'))
+        for message in skipped:
+            self.bad_images_skipped += 1
+            if message not in self._bad_seen:
+                self._bad_seen.add(message)
+                self.log.warning('iter %d: skipped a bad training image (datasets.train.'
+                                 'skip_bad_images): %s (%d skipped so far)', self.iteration + 1,
+                                 message, self.bad_images_skipped)
+        if self.any_rank(failed is not None) and failed is None:  # every rank stops
+            failed = 'an unreadable training image on another rank (see its message)'
+        if failed is None:
+            return
+        if streak:
+            states = list_train_states(self.ckpt_dir)
+            saved = f'newest good state {states[-1] if states else "none"}'
+        else:
+            path = self.save_state()
+            saved = f'state saved: {path}' if path else 'rank 0 saved the state'
+        raise IRNError(f'{failed}: training stopped before iteration {self.iteration + 1} '
+                       f'({saved}); to go on, fix or remove that file and re-run the same '
+                       f'command with --resume, or add datasets.train.skip_bad_images=true '
+                       f'to skip unreadable images')
+
+    def any_rank(self, flag):
+        """``flag`` or'ed over the data-parallel ranks (a collective call on every rank)."""
+        if self.rank_size == 1:
+            return bool(flag)
+        return bool(self._agree_any(ms.Tensor(bool(flag))).asnumpy())
+
+    def stop_on_signals(self, signals=(signal.SIGINT, signal.SIGTERM)):
+        """Stop after the current step (or during a validation) with a state saved on the first
+        of ``signals``, at once on a second; returns the previous handlers."""
+        return stop_on_signals(self, signals)
 
     def _step_key(self):
         """What fixes the train step's graphs, the compile cache key (src/utils/compile_cache):
@@ -174,17 +244,15 @@ class Trainer:
         start = time.time()
         source = ValidationSource(root, self.opt['scale'])
         if sharded:
-            shard = ShardedSource(source, self.rank_id, self.rank_size)
-            res = self.model.summarize(gather_results(
-                self.model.validate_images(shard), len(source), self.model.metrics,
-                self.rank_id, self.rank_size))
+            res = validate_sharded(self.model, source, self.rank_id, self.rank_size,
+                                   self.any_rank, owner=self)
         else:
             if self.rank_size > 1 and not getattr(self, '_warned_unsharded', False):
                 self._warned_unsharded = True
                 self.log.warning('%s has no validate_images: rank 0 validates alone while the '
                                  'others wait in their next collective (raise HCCL_EXEC_TIMEOUT '
                                  'on Ascend if that takes long)', self.model.name)
-            res = self.model.validate(source)
+            res = self.model.validate(Stoppable(source, self))
         key = self.model.best_metric
         is_best = self.best is None or res[key] > self.best[key]
         if is_best:
@@ -197,13 +265,6 @@ class Trainer:
             if is_best:
                 self.model.save_net(os.path.join(self.out_dir, 'best_G.ckpt'))
         return res
-
-    def stop_agreed(self):
-        """True when a stop was requested on this rank or, data parallel, on any rank (one
-        all-reduce per iteration, so that every rank stops after the same step)."""
-        if self.rank_size > 1:
-            self.stop_requested = bool(self.any_rank(ms.Tensor(self.stop_requested)).asnumpy())
-        return self.stop_requested
 
     # ------------------------------------------------------------------ loop
     def _log_window(self, window, started, start_iter):
@@ -256,7 +317,9 @@ class Trainer:
         try:
             while self.iteration < self.niter:
                 t0 = time.time()
-                batch = self.fetch(next(batches))
+                *data, faults = next(batches)
+                self.check_data(faults, streak)
+                batch = self.fetch(tuple(data))
                 window['data_s'] += time.time() - t0
                 with graph_cache(self._step_key()):  # a re-run of the config skips compiling
                     values, applied = self.model.train_step(
@@ -291,6 +354,9 @@ class Trainer:
                 if self.iteration % t['val_freq'] == 0 or self.iteration == self.niter:
                     try:
                         self.validate()
+                    except StopRequested:
+                        self.log.warning('validation at iteration %d interrupted by the stop '
+                                         'request (not recorded)', self.iteration)
                     except BaseException:
                         if not streak:  # a failed validation must not cost the training done
                             self.save_state()
@@ -301,24 +367,30 @@ class Trainer:
                                          'non-finite losses', self.iteration)
                     else:
                         self.save_state()
-                if self.stop_agreed():
+                if self.any_rank(self.stop_requested):  # all ranks stop together
+                    self.stop_requested = True
                     self.log.warning('stop requested at iteration %d: saving a resumable state',
                                      self.iteration)
-                    if self.iteration % lg['save_checkpoint_freq']:
+                    if self._saved_at != self.iteration:
                         self.save_state()
                     break
+        except IRNError as exc:  # why the run stopped, in train.log (the console prints it once)
+            self.log.error('stopped: %s', exc, extra=FILE_ONLY)
+            raise
         finally:
             bar.close()
         if self.is_main:
             final = os.path.join(self.out_dir, 'final_G.ckpt')
             self.model.save_net(final)
-            self.log.info('done: %d iterations in %s, %d non-finite skipped; weights %s%s',
+            self.log.info('done: %d iterations in %s, %d non-finite skipped%s; weights %s%s',
                           self.iteration - start_iter, format_seconds(time.time() - started),
-                          self.nonfinite_total, final,
+                          self.nonfinite_total, f', {self.bad_images_skipped} bad images skipped'
+                          if self.bad_images_skipped else '', final,
                           f"; best {self.model.best_metric} {self.best[self.model.best_metric]:.4f}"
                           f" at iteration {self.best['iteration']}" if self.best else '')
         return {'iteration': self.iteration, 'best': self.best, 'stopped': self.stop_requested,
-                'nonfinite_total': self.nonfinite_total}
+                'nonfinite_total': self.nonfinite_total,
+                'bad_images_skipped': self.bad_images_skipped}
 
 
 def _new_window(fields):

@@ -31,3 +31,10 @@ def pynative():
 def fixture(name):
     """Load tests/data/<name>.npz (outputs of the authors' PyTorch code)."""
     return np.load(os.path.join(DATA, name + '.npz'))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The tally of tests/test_faults.py, when it ran."""
+    faults = sys.modules.get('test_faults')
+    if faults is not None and faults.TALLY['faults']:
+        terminalreporter.write_line(faults.summary_line())

@@ -97,7 +97,8 @@ class Model:
         net = self.build_net(stored)
         if expect_scale is not None and int(expect_scale) != net.scale:
             raise IRNError(f'{ckpt}: checkpoint is an x{net.scale} {self.name} '
-                           f'({describe_arch(net.arch())}), but scale x{expect_scale} was asked for')
+                           f'({describe_arch(net.arch())}), but x{expect_scale} was asked for '
+                           f"(--scale {expect_scale} or the config's scale)")
         check_arch(stored, net, ckpt)
         load_into(net, weights, ckpt)
         net.set_train(False)

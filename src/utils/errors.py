@@ -9,6 +9,11 @@ class IRNError(Exception):
     """
 
 
+class WriteError(IRNError):
+    """An output file could not be written (a full disk, no permission): the later outputs of
+    the same run would fail too, so tools stop at the first one."""
+
+
 _SECTION_RULE = '-' * 20  # MindSpore frames each section title with a line of dashes
 
 
