@@ -72,13 +72,14 @@ def main(argv=None):
         raise IRNError(f'AIR export needs the Ascend backend (--device_target Ascend); on '
                        f'{opt["device_target"]} use --file_format MINDIR or ONNX')
     check_static_size(args, net.scale)
-    name = args.file_name or f"{model.name.lower().replace('+', 'p')}_x{net.scale}"
+    scale = f'_x{net.scale}' if net.scale != 1 else ''  # IRN-Color does not rescale
+    name = args.file_name or f"{model.name.lower().replace('+', 'p').replace('-', '_')}{scale}"
     if args.output_dir:
         name = os.path.join(args.output_dir, name)
     paths = export_graphs(net, name, args.file_format, args.height, args.width, model)
     shape = 'dynamic H x W' if args.height is None else f'HR {args.height}x{args.width}'
     for path in paths:
-        print(f'wrote {path} ({model.name} x{net.scale}, {shape})')
+        print(f'wrote {path} ({model.name}{scale.replace("_", " ")}, {shape})')
     return 0
 
 

@@ -90,7 +90,8 @@ def main(argv=None):
         from src.fractional import parse_ratio
         args.fractional_scale = parse_ratio(args.scale, net.scale)
     runner = model.runner(args, net)
-    print(f'{model.name} x{net.scale} {args.mode} ({args.ckpt}; {runner.describe()})')
+    scale = f' x{net.scale}' if net.scale != 1 else ''  # IRN-Color does not rescale
+    print(f'{model.name}{scale} {args.mode} ({args.ckpt}; {runner.describe()})')
     written, failed = 0, 0
     for path in inputs:
         try:

@@ -1,4 +1,4 @@
-"""Convert the authors' PyTorch weights (.pth: IRN, IRN_LD, IRN_E, SAIN, ...) to a MindSpore
+"""Convert the authors' PyTorch weights (.pth: IRN, IRN_LD, IRN_E, IRN-Color, SAIN, ...) to a MindSpore
 checkpoint, without PyTorch.
 
 A .pth written by ``torch.save(state_dict)`` is a zip holding ``data.pkl`` (a pickle whose
@@ -7,6 +7,7 @@ Only the handful of classes such a state dict uses may be unpickled.
 
 Usage: python -m src.convert IRN_x4.pth irn_x4.ckpt [--scale 4]   (IRN_LD x3: --scale 3)
        python -m src.convert SAINx2_JPEG.pth sain_x2_jpeg.ckpt [--scale 2]
+       python -m src.convert IRN_color.pth irn_color.ckpt [--model IRN-Color]
 """
 import argparse
 import collections
@@ -150,32 +151,71 @@ def torch_to_irn(state, path='<state>'):
     return weights, arch
 
 
-def convert(src, dst, scale=None):
+_GREY_KEY = re.compile(r'^operations\.(\d+)\.(conv_weights|[FGH]\.conv[1-5]\.(weight|bias))$')
+
+
+def torch_to_grey(state, path='<state>'):
+    """The authors' IRN-Color (``InvGreyNet``) state dict -> ``(weights, architecture record)``.
+
+    Checks that it is a colour net: a 3x3 ``operations.0.conv_weights`` followed by
+    coupling blocks only; the blocks' shapes are checked when loaded into a network.
+    """
+    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+    if any(k.endswith('.haar_weights') for k in state):
+        raise IRNError(f'{path}: holds a base IRN state_dict (Haar transforms), not an IRN-Color net')
+    bad = [k for k in state if not _GREY_KEY.match(k)]
+    if bad:
+        raise IRNError(f'{path}: unexpected key {bad[0]!r} ({len(bad)} unknown keys): '
+                       'not an IRN-Color state_dict')
+    matrix = state.get('operations.0.conv_weights')
+    if matrix is None:
+        raise IRNError(f'{path}: no operations.0.conv_weights: not an IRN-Color state_dict')
+    if tuple(matrix.shape) != (3, 3):
+        raise IRNError(f'{path}: operations.0.conv_weights is {tuple(matrix.shape)}, not the 3x3 '
+                       'colour matrix of IRN-Color (an IRN_LD downsampling matrix?)')
+    ops = sorted({int(_GREY_KEY.match(k).group(1)) for k in state})
+    if ops != list(range(len(ops))):
+        raise IRNError(f'{path}: operations are not numbered 0..{len(ops) - 1}: missing operations')
+    extra = [k for k in state if k.endswith('conv_weights') and k != 'operations.0.conv_weights']
+    if extra:
+        raise IRNError(f'{path}: {extra[0]} is a second matrix: not an IRN-Color state_dict')
+    weights = {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}
+    return weights, {'net': 'InvGreyNet', 'scale': 1, 'block_num': [len(ops) - 1]}
+
+
+def convert(src, dst, scale=None, model=None):
     """Convert ``src`` (.pth) to ``dst`` (.ckpt); checks every key, shape and ``scale``.
 
     The model is the one whose key names the file holds (:func:`src.models.checkpoint_model`:
-    IRN's ``operations.N`` incl. IRN_LD / IRN_E, SAIN's ``down_operations`` / ``comp_operations``
-    / ``gmm``, ...). Returns ``(model name, architecture record)``.
+    IRN's ``operations.N`` incl. IRN_LD / IRN_E, IRN-Color's 3x3 colour matrix, SAIN's
+    ``down_operations`` / ``comp_operations`` / ``gmm``, ...); ``model``, if given, must be it.
+    Returns ``(model name, architecture record)``.
     """
     from src.config import load_config
     from src.models import checkpoint_model, create_model
     cls, _ = checkpoint_model(src)
-    model = create_model(load_config(model=cls.name))
-    net = model.load_net(src, expect_scale=scale)
-    model.save_net(dst, net)
+    if model is not None and cls.name != model:
+        raise IRNError(f'{src}: holds a {cls.name} state_dict, but --model {model} was given')
+    m = create_model(load_config(model=cls.name))
+    net = m.load_net(src, expect_scale=scale)
+    if scale is not None and net.scale == 1:
+        raise IRNError(f'{src}: --scale does not apply to {cls.name} (it does not rescale)')
+    m.save_net(dst, net)
     return cls.name, net.arch()
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Convert the authors' .pth weights (IRN, SAIN) "
-                                     'to a MindSpore .ckpt')
-    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth or SAINx2_JPEG.pth')
+    parser = argparse.ArgumentParser(description="Convert the authors' IRN-family .pth weights "
+                                     '(IRN, IRN-Color, SAIN) to a MindSpore .ckpt')
+    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth, IRN_color.pth or SAINx2_JPEG.pth')
     parser.add_argument('dst', help='output MindSpore checkpoint, e.g. irn_x4.ckpt')
     parser.add_argument('--scale', type=int, choices=range(2, 9), metavar='S',
                         help='expected scale (checked): 2/4/8, or 2..8 for IRN_LD')
+    parser.add_argument('--model', choices=('IRN', 'IRN-Color', 'SAIN'),
+                        help='expected model (checked; default: read from the keys)')
     args = parser.parse_args(argv)
     try:
-        name, arch = convert(args.src, args.dst, args.scale)
+        name, arch = convert(args.src, args.dst, args.scale, args.model)
     except IRNError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2

@@ -18,14 +18,16 @@ from src.network import Quantization
 from src.utils.errors import IRNError
 from src.utils.graphs import ShapeGraphs
 
-__all__ = ['Downscaler', 'Upscaler', 'evaluate', 'summarize', 'sample_z', 'METRICS']
+__all__ = ['Downscaler', 'Upscaler', 'compiled_cells', 'evaluate', 'summarize', 'sample_z',
+           'METRICS']
 
 METRICS = ('psnr_rgb', 'ssim_rgb', 'psnr_y', 'ssim_y', 'lr_psnr_rgb', 'lr_ssim_rgb',
            'lr_psnr_y', 'lr_ssim_y')
 
 
 class Downscaler(nn.Cell):
-    """HR (1, 3, H, W) -> (quantised LR, z) with the network's forward direction."""
+    """HR (1, 3, H, W) -> (quantised LR, z) with the network's forward direction (the grey
+    image instead of the LR for IRN-Color)."""
 
     def __init__(self, net):
         super().__init__(auto_prefix=False)
@@ -38,7 +40,7 @@ class Downscaler(nn.Cell):
 
 
 class Upscaler(nn.Cell):
-    """(LR, z) -> HR with the network's inverse direction."""
+    """(LR, z) -> HR with the network's inverse direction (also (grey, z) -> RGB for IRN-Color)."""
 
     def __init__(self, net):
         super().__init__(auto_prefix=False)
@@ -70,7 +72,7 @@ def _pair_metrics(out, ref, crop, prefix, key_prefix=''):
 _CELLS = {}  # id(net) -> (net, Downscaler, Upscaler): graphs kept for the process
 
 
-def _cells(net):
+def compiled_cells(net):
     """The (Downscaler, Upscaler) graphs of ``net``: static shapes, one graph per image shape.
 
     Static shapes let the fast CPU convolution run (see :mod:`src.utils.graphs`); a test set
@@ -108,7 +110,7 @@ def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=F
         raise IRNError(f'val.z_draws must be >= 1, got {draws}')
     if scale != net.scale:
         raise IRNError(f'evaluation scale x{scale} does not match the network (x{net.scale})')
-    down, up = _cells(net)
+    down, up = compiled_cells(net)
     results = []
     positions = getattr(source, 'indices', None)
     for index, (name, hr) in zip(itertools.count() if positions is None else positions, source):

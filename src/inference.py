@@ -2,6 +2,7 @@
 
 ``DownscaleNet``: HR (1, 3, H, W) -> quantised LR (1, 3, H/s, W/s).
 ``UpscaleNet``: (LR (1, 3, h, w), z (1, 3s^2-3, h, w)) -> HR (1, 3, hs, ws).
+IRN-Color uses the same cells with scale 1 and a 1-channel grey image as the LR.
 z is always an explicit input: no random op lives in these graphs (they are what export.py
 writes). :class:`Rescaler` runs them on HxWx3 numpy images, optionally in tiles.
 """
@@ -38,7 +39,8 @@ class QuantizeLR(nn.Cell):
 
 
 class DownscaleNet(nn.Cell):
-    """HR -> quantised LR (round(clamp(y, 0, 1) * 255) / 255), the forward direction of IRN."""
+    """HR -> quantised LR (round(clamp(y, 0, 1) * 255) / 255), the forward direction of IRN
+    (RGB -> quantised grey for IRN-Color)."""
 
     def __init__(self, net):
         super().__init__(auto_prefix=False)
@@ -46,7 +48,7 @@ class DownscaleNet(nn.Cell):
         self.quant = QuantizeLR()
 
     def construct(self, hr):
-        return self.quant(self.net(hr)[:, :3])
+        return self.quant(self.net(hr)[:, :self.net.lr_channels])
 
 
 class UpscaleNet(nn.Cell):
@@ -70,7 +72,8 @@ def make_z(shape, z_mode, seed=0):
 
 
 class Rescaler:
-    """Runs the two IRN directions on numpy images (HxWx3 float32 in [0, 1]).
+    """Runs the two IRN directions on numpy images (HxWx3 float32 in [0, 1]; IRN-Color's LR is
+    its HxWx1 grey image and its scale 1).
 
     By default each direction is a static-shape graph compiled on first use for every distinct
     input shape and kept for the process (:class:`src.utils.graphs.ShapeGraphs`), so on CPU
@@ -79,7 +82,7 @@ class Rescaler:
     so again one per direction and image size.
 
     Args:
-        net (InvRescaleNet): the network, weights loaded.
+        net (InvRescaleNet | InvGreyNet): the network, weights loaded.
         dynamic (bool): instead, one dynamic-shape graph per direction for every size, with
             MindSpore's Conv2D (the fast convolution needs static shapes); much slower on CPU.
         cells: the (down, up) cells of another model with the same interfaces (default IRN's
@@ -89,12 +92,12 @@ class Rescaler:
     def __init__(self, net, dynamic=False, cells=None):
         self.net = net
         self.scale = net.scale
-        self.z_channels = net.channel_out - net.channel_in
+        self.z_channels = net.channel_out - net.lr_channels
         self.dynamic = dynamic
         down, up = cells or (DownscaleNet(net), UpscaleNet(net))
         if dynamic:
             down.set_inputs(ms.Tensor(shape=[1, 3, None, None], dtype=ms.float32))
-            up.set_inputs(ms.Tensor(shape=[1, 3, None, None], dtype=ms.float32),
+            up.set_inputs(ms.Tensor(shape=[1, net.lr_channels, None, None], dtype=ms.float32),
                           ms.Tensor(shape=[1, self.z_channels, None, None], dtype=ms.float32))
         self._down, self._up = ShapeGraphs(down), ShapeGraphs(up)
 
@@ -115,7 +118,7 @@ class Rescaler:
         return self._run(self._up, lr, z)
 
     def down(self, hr, tile=0, overlap=0):
-        """HR (H, W multiples of the scale) -> quantised LR, HxWx3 float32 values k/255.
+        """HR (H, W multiples of the scale) -> quantised LR, HxWxC float32 values k/255.
 
         ``tile``/``overlap`` are in HR pixels (0: whole image at once).
         """
@@ -133,7 +136,7 @@ class Rescaler:
         return (lr_h, lr_w, self.z_channels)
 
     def up(self, lr, z, tile=0, overlap=0):
-        """(LR HxWx3, z HxWxC) -> HR float32 (unclamped). ``tile``/``overlap`` in HR pixels."""
+        """(LR HxWxC, z HxWxC') -> HR float32 (unclamped). ``tile``/``overlap`` in HR pixels."""
         s = self.scale
         if not tile:
             return self._up_once(lr, z)

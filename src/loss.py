@@ -1,4 +1,8 @@
-"""The IRN training objective (spec: L_fit + L_rec + L_ce) as functions and a net-with-loss cell."""
+"""The IRN training objective (spec: L_fit + L_rec + L_ce) as functions and a net-with-loss cell.
+
+The same objective trains IRN-Color, with the grey image in place of the LR, the cv2 grey as
+its target and z = 0 in the reconstruction branch (``gaussian_scale`` 0).
+"""
 from mindspore import nn, ops
 
 from src.network import Quantization
@@ -25,6 +29,7 @@ class IRNLoss(nn.Cell):
     ``forward_terms(out, lr_ref)`` -> (l_fit, l_ce) on the forward output;
     ``backward_input(out, z_noise)`` -> the inverse pass's input cat[Quant(lr), gaussian_scale*z];
     ``reconstruction(hr, rec)`` -> l_rec (Charbonnier, eps 1e-6) on the inverse output.
+    ``channels`` is the width of the LR part of ``out`` (3 for IRN, 1 for the colour net's grey).
     """
 
     def __init__(self, channels, lambda_fit, lambda_rec=1.0, lambda_ce=1.0, gaussian_scale=1.0):
@@ -44,7 +49,7 @@ class IRNLoss(nn.Cell):
         return ops.cat((self.quant(out[:, :self.channels]), self.gaussian_scale * z_noise), 1)
 
     def reconstruction(self, hr, rec):
-        return self.lambda_rec * charbonnier_loss(rec[:, :self.channels], hr)
+        return self.lambda_rec * charbonnier_loss(rec, hr)
 
 
 class IRNWithLoss(nn.Cell):
@@ -55,15 +60,16 @@ class IRNWithLoss(nn.Cell):
     step can be replayed.
 
     Args:
-        net (InvRescaleNet): the bijection.
-        lambda_fit, lambda_rec, lambda_ce (float): loss weights (authors: scale**2, 1, 1).
-        gaussian_scale (float): std of the z fed to the reconstruction branch.
+        net (InvRescaleNet | InvGreyNet): the bijection.
+        lambda_fit, lambda_rec, lambda_ce (float): loss weights (authors: scale**2, 1, 1; 3, 1, 1
+            for IRN-Color).
+        gaussian_scale (float): std of the z fed to the reconstruction branch (0 for IRN-Color).
     """
 
     def __init__(self, net, lambda_fit, lambda_rec=1.0, lambda_ce=1.0, gaussian_scale=1.0):
         super().__init__(auto_prefix=False)  # keep parameter names as in the bare network
         self.net = net
-        self.loss = IRNLoss(net.channel_in, lambda_fit, lambda_rec, lambda_ce, gaussian_scale)
+        self.loss = IRNLoss(net.lr_channels, lambda_fit, lambda_rec, lambda_ce, gaussian_scale)
 
     def construct(self, hr, lr_ref, z_noise):
         out = self.net(hr)

@@ -1,8 +1,9 @@
 """msrun worker for tests/test_distributed.py: several data-parallel cases in one job (one
 msrun start-up), each with train.py's own set-up and loop; every rank writes what it ended with.
 
-    dist_worker.py OUT_DIR ARG... : the train.py arguments of the first case (it also does
-    train.py's device and parallel set-up); the others reuse them with overrides.
+    dist_worker.py OUT_DIR CASES ARG... : CASES ``plain`` or ``plain,blockwise``; ARG... the
+    train.py arguments of the first case (it also does train.py's device and parallel
+    set-up); the others reuse them with overrides.
 
 Case ``plain``: the default CPU path (oneDNN conv, plain step), then sharded and unsharded
 validation of the same weights on every rank. Case ``blockwise``: the off-CPU path (MindSpore's
@@ -65,7 +66,7 @@ def step_agreement(rank):
 
 
 def main():
-    out, argv = sys.argv[1], sys.argv[2:]
+    out, cases, argv = sys.argv[1], sys.argv[2].split(','), sys.argv[3:]
     import mindspore as ms
     from src.data.sources import ValidationSource
     from src.distributed import RanksAgree
@@ -83,11 +84,14 @@ def main():
     dump(trainer, os.path.join(out, f'plain_rank{rank}.npz'), flags=np.array(flags),
          sharded=np.array([sharded[k] for k in keys]), whole=np.array([whole[k] for k in keys]))
 
+    if 'blockwise' not in cases:
+        return
     os.environ['IRN_CONV'] = 'mindspore'
     assert select_conv('CPU') == 'mindspore'
     case, result, stored = run_blockwise(trainer.opt, rank, size)
     dump(case, os.path.join(out, f'blockwise_rank{rank}.npz'), stored=np.array(stored),
          iteration=np.array(result['iteration']), stopped=np.array(result['stopped']))
+
 
 if __name__ == '__main__':
     main()

@@ -1,4 +1,5 @@
-"""A float64 numpy evaluation of InvRescaleNet (IRN, IRN_LD, IRN_E), written from the spec.
+"""A float64 numpy evaluation of InvRescaleNet (IRN, IRN_LD, IRN_E) and InvGreyNet (IRN-Color),
+written from the spec.
 
 Independent of the MindSpore code: convolutions by sliding windows, the space-to-depth by
 strided slicing, the coupling formulas as the spec states them.
@@ -79,6 +80,9 @@ def evaluate(net, x, inverse=False):
             x = conv_down(x, p[f'operations.{i}.conv_weights'], inverse)
         elif kind == 'HaarDownsampling':
             x = haar_inverse(x) if inverse else haar_reference(x)
-        else:
-            x = coupling(x, p, f'operations.{i}', net.channel_in, inverse)
+        elif kind == 'Conv1x1Grey':  # IRN-Color: a per-pixel 3x3 matrix
+            w = p[f'operations.{i}.conv_weights']
+            x = np.einsum('kj,bjhw->bkhw', np.linalg.inv(w) if inverse else w, x)
+        else:  # the coupling's split is the LR (IRN) or grey (IRN-Color) width
+            x = coupling(x, p, f'operations.{i}', net.lr_channels, inverse)
     return x

@@ -55,14 +55,12 @@ def test_forward_inverse_quantisation(name):
     check_outputs(name)
 
 
-def replay(name, make_step):
-    """Run the recorded steps through ``make_step(net, scale)``; check losses, norms, weights."""
-    net, d = fixture_net(name)
-    scale = int(d['scale'])
-    step = make_step(net, scale)
+def replay_steps(net, d, step, target='lr_ref'):
+    """Run fixture ``d``'s recorded steps through ``step`` (called as ``step(hr, ref, z, lr)``,
+    ``ref`` the ``step{k}_<target>`` array); check losses, norms and the final weights."""
     lr = Tensor(2e-4, ms.float32)
     for k in range(int(d['train_steps'])):
-        out = step(Tensor(d[f'step{k}_hr']), Tensor(d[f'step{k}_lr_ref']), Tensor(d[f'step{k}_z']), lr)
+        out = step(Tensor(d[f'step{k}_hr']), Tensor(d[f'step{k}_{target}']), Tensor(d[f'step{k}_z']), lr)
         _, l_fit, l_ce, l_rec, norm, applied = [o.asnumpy() for o in out]
         assert applied
         for value, key in ((l_fit, 'loss_fit'), (l_ce, 'loss_ce'), (l_rec, 'loss_rec'),
@@ -72,6 +70,12 @@ def replay(name, make_step):
                             for p in net.trainable_params()])
     assert diffs.max() <= 5e-5
     assert np.mean(diffs <= 1e-6) >= 0.999
+
+
+def replay(name, make_step):
+    """Replay an IRN fixture's steps through ``make_step(net, scale)``; returns the net."""
+    net, d = fixture_net(name)
+    replay_steps(net, d, make_step(net, int(d['scale'])))
     return net
 
 

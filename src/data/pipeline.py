@@ -32,7 +32,7 @@ from src.data.io import modcrop, uint8_to_float
 from src.data.sources import open_image_source
 from src.utils.errors import IRNError
 
-__all__ = ["augment", "PatchMaker", "EpochSchedule", "TrainSource", "build_train_source",
+__all__ = ["augment", "random_augment", "PatchMaker", "EpochSchedule", "TrainSource", "build_train_source",
            "create_train_dataset"]
 
 _logger = logging.getLogger("irn")
@@ -50,6 +50,15 @@ def augment(images, hflip=False, vflip=False, rot90=False):
             img = img.transpose(1, 0, 2)
         out.append(img)
     return out
+
+
+def random_augment(images, rng, use_flip, use_rot):
+    """The authors' random augmentation: hflip (``use_flip``), vflip and transpose
+    (``use_rot``), each with probability 0.5, drawn from ``rng`` in that order."""
+    hflip = use_flip and rng.random() < 0.5
+    vflip = use_rot and rng.random() < 0.5
+    rot90 = use_rot and rng.random() < 0.5
+    return augment(images, hflip, vflip, rot90)
 
 
 class PatchMaker:
@@ -120,10 +129,7 @@ class PatchMaker:
         hr = hr[top * s:top * s + self.gt_size, left * s:left * s + self.gt_size]
         if to_float is not None:
             hr = to_float(hr)
-        hflip = self.use_flip and rng.random() < 0.5
-        vflip = self.use_rot and rng.random() < 0.5
-        rot90 = self.use_rot and rng.random() < 0.5
-        hr, lr = augment([hr, lr], hflip, vflip, rot90)
+        hr, lr = random_augment([hr, lr], rng, self.use_flip, self.use_rot)
         return (np.ascontiguousarray(hr, dtype=np.float32),
                 np.ascontiguousarray(lr, dtype=np.float32))
 
@@ -302,7 +308,8 @@ def build_train_source(opt, rank_id=0, rank_size=1, seed=None, start_iter=0, tot
 
     Reads ``opt['scale']``, ``opt['datasets']['train']`` (``dataroot_GT``,
     ``dataroot_LQ``, ``use_shuffle``, ``batch_size`` (total over ranks, as the
-    authors), ``GT_size``, ``use_flip``, ``use_rot``, ``color``, ``skip_bad_images``)
+    authors), ``GT_size``, ``use_flip``, ``use_rot``, ``color``, ``skip_bad_images``,
+    ``use_grey``: IRN-Color's (RGB patch, grey) samples, see :mod:`src.data.grey`)
     and ``opt['train']`` (``niter``, ``manual_seed``) unless given explicitly.
     It exposes iterations ``start_iter .. total_iters - 1``.
     """
@@ -341,8 +348,15 @@ def build_train_source(opt, rank_id=0, rank_size=1, seed=None, start_iter=0, tot
                      "on demand (a few ms), nothing needs caching")
     schedule = EpochSchedule(len(images), batch // rank_size, rank_id, rank_size, seed,
                              bool(_get(dopt, "use_shuffle", True)))
-    maker = PatchMaker(scale, _get(dopt, "GT_size", 144), _get(dopt, "use_flip", True),
-                       _get(dopt, "use_rot", True))
+    if _get(dopt, "use_grey", False):  # IRN-Color: (RGB patch, its grey), no LR
+        from src.data.grey import GreyPatchMaker
+        if lq_images is not None:
+            raise IRNError("config: datasets.train.dataroot_LQ must be empty with use_grey")
+        maker = GreyPatchMaker(_get(dopt, "GT_size", 144), _get(dopt, "use_flip", True),
+                               _get(dopt, "use_rot", True))
+    else:
+        maker = PatchMaker(scale, _get(dopt, "GT_size", 144), _get(dopt, "use_flip", True),
+                           _get(dopt, "use_rot", True))
     per_rank = batch // rank_size
     return TrainSource(images, schedule, maker, (total_iters - start_iter) * per_rank,
                        start_iter * per_rank, lq_images, bool(_get(dopt, "skip_bad_images", False)))
@@ -351,9 +365,10 @@ def build_train_source(opt, rank_id=0, rank_size=1, seed=None, start_iter=0, tot
 def create_train_dataset(opt, rank_id=0, rank_size=1, seed=None, start_iter=0, total_iters=None):
     """The batched ``mindspore.dataset.GeneratorDataset`` for training.
 
-    Columns ``hr`` (B, 3, GT_size, GT_size) and ``lr_ref`` (B, 3, GT_size/s, GT_size/s),
-    float32, then ``fault`` (B, FAULT_BYTES) uint8: the bad images of each sample
-    (:meth:`TrainSource.item`, :mod:`src.data.faults`); the training loop checks and drops it.
+    Columns ``hr`` (B, 3, GT_size, GT_size) and ``lr_ref`` (B, 3, GT_size/s, GT_size/s; the
+    grey target (B, 1, GT_size, GT_size) with ``use_grey``), float32, then ``fault``
+    (B, FAULT_BYTES) uint8: the bad images of each sample (:meth:`TrainSource.item`,
+    :mod:`src.data.faults`); the training loop checks and drops it.
     Per-rank batch ``batch_size // rank_size`` with ``drop_remainder``.
     The source is already this rank's shard (see :class:`EpochSchedule`), so the
     dataset itself is not sharded again. Batch ``j`` is iteration ``start_iter + j``;

@@ -75,11 +75,15 @@ class Model:
     def torch_arch(cls, state, path):
         """The architecture record of an authors' state_dict if it is this model's, else None
         (how a bare .pth is recognised)."""
-        return None
+        try:
+            return cls.from_torch(state, path)[1]
+        except IRNError:
+            return None
 
-    def from_torch(self, state, path):
+    @classmethod
+    def from_torch(cls, state, path):
         """The authors' state_dict -> (our weights, architecture record); see src/convert.py."""
-        raise IRNError(f"{path}: reading the authors' .pth is not supported for {self.name}")
+        raise IRNError(f"{path}: reading the authors' .pth is not supported for {cls.name}")
 
     def load_net(self, ckpt, expect_scale=None):
         """Build the main network with the architecture ``ckpt`` records and load it.

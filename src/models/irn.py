@@ -20,7 +20,43 @@ from src.utils.errors import IRNError
 OPTIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'options')
 
 
-class IRNModel(Model):
+class IRNTraining:
+    """The IRN objective's training, shared by the models that use it (IRN, IRN-Color):
+    :class:`src.loss.IRNWithLoss` on ``self.net``, PyTorch-exact Adam with global-norm
+    clipping, the memory mode of the config, optional loss scaling. A batch is (HR, fit target); z for the
+    reconstruction branch has the forward output's z shape and comes from ``rng``."""
+
+    loss_names = ('l_fit', 'l_ce', 'l_rec')
+
+    def setup_training(self, make_reducer=None):
+        from src.amp import apply_amp, build_loss_scale
+        from src.loss import build_net_with_loss
+        from src.optim import build_optimizer, build_train_step
+        t = self.opt['train']
+        self.net = apply_amp(self.build_net(), t['amp_level'])
+        self.optimizer = build_optimizer(self.net, self.opt)
+        self.loss_scale = build_loss_scale(t)  # None unless train.loss_scale (amp O1)
+        reducer = make_reducer(self.optimizer.params) if make_reducer else None
+        self.step = build_train_step(build_net_with_loss(self.net, self.opt), self.optimizer,
+                                     self.opt, reducer, self.loss_scale)
+
+    def state_cells(self):
+        cells = {'net': self.net, 'opt': self.optimizer}
+        if self.loss_scale is not None:
+            cells['loss_scale'] = self.loss_scale
+        return cells
+
+    def train_step(self, batch, lr, rng):
+        hr, target = batch  # target: the LR guide, or IRN-Color's grey (the output's size)
+        _, _, h, w = target.shape
+        z = self.draw_rows(rng, (self.net.channel_out - self.net.lr_channels, h, w))
+        out = self.step(*self.tensors(hr, target, z), lr)
+        loss, l_fit, l_ce, l_rec, norm = (float(o.asnumpy()) for o in out[:5])
+        values = {'loss': loss, 'l_fit': l_fit, 'l_ce': l_ce, 'l_rec': l_rec, 'grad_norm': norm}
+        return values, bool(out[5].asnumpy())
+
+
+class IRNModel(IRNTraining, Model):
     """IRN and its IJCV variants, chosen as the authors do by ``network_G.which_model_G``:
 
     * IRN: x2 / x4 / x8, ``network_G.block_num``: coupling blocks per Haar level;
@@ -34,7 +70,6 @@ class IRNModel(Model):
     SCHEMA = {'network_G': {'which_model_G': {'use_ConvDownsampling': (bool, False),
                                               'down_first': (bool, False)}}}
     CHOICES = {'scale': tuple(range(2, 9))}
-    loss_names = ('l_fit', 'l_ce', 'l_rec')
     val_fields = ('psnr_rgb', 'psnr_y', 'ssim_rgb', 'ssim_y', 'lr_psnr_rgb', 'lr_psnr_y')
     best_metric = 'psnr_y'
 
@@ -101,45 +136,10 @@ class IRNModel(Model):
                              use_ConvDownsampling=flags['use_ConvDownsampling'],
                              down_first=flags['down_first'])
 
-    def from_torch(self, state, path):
+    @classmethod
+    def from_torch(cls, state, path):
         from src.convert import torch_to_irn
         return torch_to_irn(state, path)
-
-    @classmethod
-    def torch_arch(cls, state, path):
-        from src.convert import torch_to_irn
-        try:
-            return torch_to_irn(state, path)[1]
-        except IRNError:
-            return None
-
-    # ------------------------------------------------------------------ training
-    def setup_training(self, make_reducer=None):
-        from src.amp import apply_amp, build_loss_scale
-        from src.loss import build_net_with_loss
-        from src.optim import build_optimizer, build_train_step
-        t = self.opt['train']
-        self.net = apply_amp(self.build_net(), t['amp_level'])
-        self.optimizer = build_optimizer(self.net, self.opt)
-        self.loss_scale = build_loss_scale(t)
-        reducer = make_reducer(self.optimizer.params) if make_reducer else None
-        self.step = build_train_step(build_net_with_loss(self.net, self.opt), self.optimizer,
-                                     self.opt, reducer, self.loss_scale)
-
-    def state_cells(self):
-        cells = {'net': self.net, 'opt': self.optimizer}
-        if self.loss_scale is not None:
-            cells['loss_scale'] = self.loss_scale
-        return cells
-
-    def train_step(self, batch, lr, rng):
-        hr, lr_ref = batch
-        _, _, h, w = lr_ref.shape
-        z = self.draw_rows(rng, (self.net.channel_out - self.net.channel_in, h, w))
-        out = self.step(*self.tensors(hr, lr_ref, z), lr)
-        loss, l_fit, l_ce, l_rec, norm = (float(o.asnumpy()) for o in out[:5])
-        values = {'loss': loss, 'l_fit': l_fit, 'l_ce': l_ce, 'l_rec': l_rec, 'grad_norm': norm}
-        return values, bool(out[5].asnumpy())
 
     # ------------------------------------------------------------------ evaluation
     metrics = METRICS

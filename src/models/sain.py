@@ -143,14 +143,6 @@ class SAINModel(Model):
         path = os.path.join(OPTIONS, f"test_SAIN_JPEG_x{arch['scale']}.yml")
         return path if os.path.isfile(path) else None
 
-    @classmethod
-    def torch_arch(cls, state, path):
-        from src.network.sain import torch_state_to_sain
-        try:
-            return torch_state_to_sain(state, path)[1]
-        except IRNError:
-            return None
-
     # ------------------------------------------------------------------ networks
     def build_net(self, arch=None):
         from src.network.sain import SAINet
@@ -158,7 +150,8 @@ class SAINModel(Model):
         return SAINet(arch['scale'] if arch else self.opt['scale'], n['e_blocks'], n['v_blocks'],
                       n['gmm_components'], seed=self.opt['train']['manual_seed'])
 
-    def from_torch(self, state, path):
+    @classmethod
+    def from_torch(cls, state, path):
         from src.network.sain import torch_state_to_sain
         return torch_state_to_sain(state, path)
 

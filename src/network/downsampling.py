@@ -1,8 +1,8 @@
 """Learnable downsampling of IRN_LD: s x s space-to-depth mixed by one s^2 x s^2 matrix."""
 import numpy as np
-import mindspore as ms
 from mindspore import nn, ops, Parameter, Tensor
 
+from src.network.linalg import constant_inverse, matrix_inverse
 from src.utils.errors import IRNError
 
 _matmul = ops.MatMul()  # the primitive: ops.matmul's expander warns on dynamic shapes (infer)
@@ -38,7 +38,7 @@ def conv_down_inverse(y, w):
     The inverse is taken in float64 (then cast back), so it is exact to float32 rounding; its
     gradient reaches ``w``.
     """
-    return conv_down_unmix(y, ops.inverse(w.astype(ms.float64)).astype(w.dtype))
+    return conv_down_unmix(y, matrix_inverse(w))
 
 
 def conv_down_unmix(y, w_inv):
@@ -74,8 +74,7 @@ class ConvDownsampling(nn.Cell):
     def freeze_inverse(self):
         """Fix w^-1 (taken now, in float64) as a constant of :meth:`inverse`, for export:
         ONNX has no matrix inverse. Training must not follow (the constant would go stale)."""
-        w = self.conv_weights.asnumpy().astype(np.float64)
-        self.frozen_inverse = Tensor(np.linalg.inv(w).astype(np.float32))
+        self.frozen_inverse = constant_inverse(self.conv_weights)
 
     def weights(self):
         """(conv_weights,): the op's trainable tensors, in the order :meth:`apply` takes."""

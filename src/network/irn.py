@@ -3,6 +3,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from src.network.blocks import HaarDownsampling, InvBlockExp
+from src.network.chain import InvertibleChain
 from src.network.downsampling import ConvDownsampling
 from src.utils.errors import IRNError
 
@@ -36,7 +37,7 @@ def arch_record(scale, block_num, downsampling='haar', down_first=False):
     return arch
 
 
-class InvRescaleNet(nn.Cell):
+class InvRescaleNet(InvertibleChain):
     """IRN and its IJCV variants IRN_LD and IRN_E (the authors' ``which_model_G`` flags).
 
     * IRN (default): scale 2**len(block_num); each level is a Haar transform (C -> 4C
@@ -48,9 +49,10 @@ class InvRescaleNet(nn.Cell):
 
     The authors read only ``block_num[0]`` in the two variants and ignore the rest; here a
     longer list is an error, so a layout is never silently dropped.
-    ``forward(hr)`` returns the full output (B, 3*s*s, H/s, W/s): channels [:3] are the LR
-    image, the rest is z. ``inverse(out)`` maps such a tensor back to HR. Cell names follow
-    the authors' ``operations.N`` numbering so their checkpoints map one to one.
+    The full output (``construct``) is (B, 3*s*s, H/s, W/s): channels [:3] are the LR image,
+    the rest is z; ``forward(hr)`` gives (lr, z), ``inverse(out)`` maps such a tensor back to
+    HR. Cell names follow the authors' ``operations.N`` numbering so their checkpoints map one
+    to one.
 
     Args:
         block_num (list[int]): coupling blocks per level, e.g. [8, 8] for x4; one entry for
@@ -70,7 +72,7 @@ class InvRescaleNet(nn.Cell):
         rng = np.random.default_rng(seed)
         self.scale, levels = _check_layout(list(block_num), scale, use_ConvDownsampling, down_first)
         self.block_num = [int(b) for b in block_num]
-        self.channel_in = channel_in
+        self.channel_in = self.lr_channels = channel_in
         self.downsampling = 'conv' if use_ConvDownsampling else 'haar'
         # one Haar level is the same network either way; keep one description of it
         self.down_first = bool(use_ConvDownsampling or (down_first and levels > 1))
@@ -99,38 +101,11 @@ class InvRescaleNet(nn.Cell):
         records are unchanged and a record without them is base IRN."""
         return arch_record(self.scale, self.block_num, self.downsampling, self.down_first)
 
-    def freeze_inverses(self):
-        """For export, before the inverse is compiled: ops that invert a learnable matrix
-        (ConvDownsampling) take its inverse once, as a constant. Not for training."""
-        for op in self.operations:
-            if hasattr(op, 'freeze_inverse'):
-                op.freeze_inverse()
-
     @staticmethod
     def from_torch(state, path):
         """The authors' state_dict -> (our weights, architecture record)."""
         from src.convert import torch_to_irn
         return torch_to_irn(state, path)
-
-    def construct(self, x):
-        for op in self.operations:
-            x = op(x)
-        return x
-
-    def forward(self, hr):
-        """HR (B, 3, H, W) -> (lr, z): lr (B, 3, H/s, W/s) unquantised, z the remaining channels."""
-        out = self.construct(hr)
-        return out[:, :self.channel_in], out[:, self.channel_in:]
-
-    def inverse(self, y):
-        """(B, 3*s*s, h, w) -> HR (B, 3, h*s, w*s)."""
-        for i in range(len(self.operations) - 1, -1, -1):  # slicing a CellList renames params
-            y = self.operations[i].inverse(y)
-        return y
-
-    def upscale(self, lr, z):
-        """(lr, z) -> HR; lr is usually quantised, z drawn from N(0, I) or zero."""
-        return self.inverse(ops.cat((lr, z), 1))
 
 
 class Quantization(nn.Cell):
