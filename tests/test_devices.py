@@ -114,6 +114,44 @@ def test_auto_memory_mode_per_device(monkeypatch):
     assert resolve_memory_mode('invertible', 'Ascend') == 'invertible'
 
 
+def test_sharded_validation_stops_every_rank_together(monkeypatch):
+    """A stop request during a rank's shard: the rank still joins the gather (the other ranks
+    are in it), then every rank drops the validation when any rank was interrupted."""
+    from src import distributed
+    from src.train_signals import StopRequested
+    gathered = []
+
+    def fake_gather(results, total, keys, rank_id, rank_size):
+        gathered.append([r['psnr'] for r in results])
+        return [{'psnr': float(i)} for i in range(total)]
+    monkeypatch.setattr(distributed, 'gather_results', fake_gather)
+
+    class Owner:
+        stop_requested = False
+
+    class Model:
+        metrics = ('psnr',)
+
+        def validate_images(self, source):
+            rows = []
+            for name, _ in source:
+                rows.append({'psnr': float(name)})
+                owner.stop_requested = owner.stop_requested or name == 2  # a signal, on rank 0
+            return rows
+
+        def summarize(self, rows):
+            return {'psnr': float(np.mean([r['psnr'] for r in rows]))}
+
+    owner, images = Owner(), [(i, None) for i in range(6)]
+    with pytest.raises(StopRequested):  # rank 0 of 2 (images 0, 2, 4), stopped after image 2
+        distributed.validate_sharded(Model(), images, 0, 2, bool, owner=owner)
+    owner.stop_requested = False
+    with pytest.raises(StopRequested):  # rank 1 finishes its shard, but rank 0 was stopped
+        distributed.validate_sharded(Model(), images, 1, 2, lambda stopped: True, owner=owner)
+    assert gathered == [[], [1.0, 3.0, 5.0]]
+    assert distributed.validate_sharded(Model(), images, 1, 2, bool, owner=owner) == {'psnr': 2.5}
+
+
 def test_no_deprecated_mindspore_api_in_sources():
     """ops.conv2d(pad_mode=...) loses pad_mode and ops.select changes meaning after 2.9;
     ops.identity is deprecated."""
