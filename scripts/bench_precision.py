@@ -20,7 +20,6 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--count', type=int, default=184000)
     a = p.parse_args()
-    import mindspore as ms
     from mindspore import Tensor, nn, ops
     from src.network import fast_conv
     from src.utils.device import setup_device

@@ -85,6 +85,9 @@ SCHEMA = {
         'weight_decay_G': (float, 1e-5),
         'gradient_clipping': (float, 10.0),
         'gaussian_scale': (float, 1.0),
+        'add_noise_on_y': (bool, False),       # noise fine-tune (EXTENSIONS.md 5.1)
+        'y_noise_prob': (float, OPTIONAL),
+        'y_noise_scale': (float, OPTIONAL),
         'micro_batch': (int, OPTIONAL),        # default: the whole batch
         'memory_mode': (str, 'plain'),
         'amp_level': (str, 'O0'),
@@ -114,7 +117,7 @@ CHOICES = {
     'device_target': ('CPU', 'GPU', 'Ascend'),
     'network_G.which_model_G.subnet_type': ('DBNet',),
     'train.lr_scheme': ('MultiStepLR', 'CosineAnnealingLR_Restart'),
-    'train.pixel_criterion_forw': ('l2',),
+    'train.pixel_criterion_forw': ('l2', 'l1'),
     'train.pixel_criterion_back': ('l1',),
     'train.memory_mode': ('auto', 'plain', 'recompute', 'invertible'),
     'train.amp_level': ('O0', 'O1'),
@@ -170,12 +173,12 @@ def _merge(dst, src, schema, prefix, source):
             dst[key] = _coerce(value, spec[0], where, source)
 
 
-def _overlay(base, extra):
+def overlay_schema(base, extra):
     """``base`` with the keys of ``extra`` added or replaced (sections merged recursively)."""
     out = dict(base)
     for key, spec in extra.items():
         if isinstance(spec, dict) and isinstance(out.get(key), dict):
-            out[key] = _overlay(out[key], spec)
+            out[key] = overlay_schema(out[key], spec)
         else:
             out[key] = spec
     return out
@@ -185,7 +188,7 @@ def model_schema(name, source='config'):
     """(schema, choices, Model class) of the model registered as ``name``."""
     from src.models import model_class
     cls = model_class(name, source)
-    return _overlay(SCHEMA, cls.SCHEMA), {**CHOICES, **cls.CHOICES}, cls
+    return overlay_schema(SCHEMA, cls.SCHEMA), {**CHOICES, **cls.CHOICES}, cls
 
 
 def _set_path(opt, dotted, value, schema, source):
@@ -276,6 +279,10 @@ def validate(opt, source, choices, cls):
     opt['network_G']['scale'] = scale  # as the authors' options.parse does
     cls.check_config(opt, source)
     train = opt['train']
+    if train['add_noise_on_y']:
+        for key in ('y_noise_prob', 'y_noise_scale'):
+            if train[key] is None or train[key] < 0:
+                raise IRNError(f'{source}: train.add_noise_on_y needs train.{key} (>= 0)')
     batch = opt['datasets']['train']['batch_size']
     micro = train['micro_batch']  # None: each device's whole batch at once
     if micro is not None and (micro <= 0 or batch % micro):

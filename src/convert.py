@@ -8,6 +8,7 @@ Only the handful of classes such a state dict uses may be unpickled.
 Usage: python -m src.convert IRN_x4.pth irn_x4.ckpt [--scale 4]   (IRN_LD x3: --scale 3)
        python -m src.convert SAINx2_JPEG.pth sain_x2_jpeg.ckpt [--scale 2]
        python -m src.convert IRN_color.pth irn_color.ckpt [--model IRN-Color]
+       python -m src.convert CRM_x2_q90.pth crm_x2_q90.ckpt            (the CRM of IRN + JPEG)
 """
 import argparse
 import collections
@@ -154,6 +155,63 @@ def torch_to_irn(state, path='<state>'):
 _GREY_KEY = re.compile(r'^operations\.(\d+)\.(conv_weights|[FGH]\.conv[1-5]\.(weight|bias))$')
 
 
+_RRDB_KEY = re.compile(r'^(conv_first|trunk_conv|conv_last)\.(weight|bias)$'
+                       r'|^RRDB_trunk\.(\d+)\.RDB[123]\.conv[1-5]\.(weight|bias)$')
+
+
+def is_crm_state(state):
+    """True when a state dict holds the authors' CRM (RRDBNet) rather than an IRN."""
+    return 'conv_first.weight' in state or 'module.conv_first.weight' in state
+
+
+def crm_state_to_ours(state, path='<state>'):
+    """The authors' CRM (``RRDBNet``) state dict -> ``(weights, layout)``.
+
+    ``layout`` = {in_nc, out_nc, nf, nb, gc}, read from the tensor shapes; every key and shape
+    is then checked against an RRDBNet of that layout (one-line IRNError naming the file).
+    """
+    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+    bad = [k for k in state if not _RRDB_KEY.match(k)]
+    if bad:
+        raise IRNError(f'{path}: unexpected key {bad[0]!r} ({len(bad)} unknown keys): not an '
+                       'RRDBNet (CRM) state_dict')
+    for key in ('conv_first.weight', 'conv_last.weight'):
+        if key not in state or np.ndim(state[key]) != 4:
+            raise IRNError(f'{path}: {key} missing or not a 4-d conv weight: not a CRM state_dict')
+    blocks = sorted({int(m.group(3)) for m in map(_RRDB_KEY.match, state) if m.group(3)})
+    if blocks != list(range(len(blocks))):
+        raise IRNError(f'{path}: RRDB_trunk blocks are not numbered 0..{len(blocks) - 1}')
+    first, last = state['conv_first.weight'], state['conv_last.weight']
+    gc_key = 'RRDB_trunk.0.RDB1.conv1.weight'
+    layout = {'in_nc': int(first.shape[1]), 'out_nc': int(last.shape[0]), 'nf': int(first.shape[0]),
+              'nb': len(blocks), 'gc': int(state[gc_key].shape[0]) if gc_key in state else 32}
+    from src.network.rrdb import RRDBNet
+    expected = {p.name: tuple(p.shape) for p in RRDBNet(**layout).get_parameters()}
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise IRNError(f'{path}: {missing[0]} missing ({len(missing)} keys) for an RRDBNet '
+                       f'{layout}')
+    for name, shape in expected.items():
+        if tuple(state[name].shape) != shape:
+            raise IRNError(f'{path}: {name} has shape {tuple(state[name].shape)}, an RRDBNet '
+                           f'{layout} expects {shape}')
+    return {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}, layout
+
+
+def torch_to_crm(state, path):
+    """:func:`crm_state_to_ours` returning ``(weights, architecture record)``."""
+    weights, layout = crm_state_to_ours(state, path)
+    return weights, {'net': 'RRDBNet', **layout}
+
+
+def convert_crm(src, dst):
+    """Convert an authors' CRM .pth to our CRM .ckpt (layout recorded). Returns the layout."""
+    from src.compression import save_crm
+    weights, layout = crm_state_to_ours(read_pth(src), src)
+    save_crm(weights, layout, dst)
+    return layout
+
+
 def torch_to_grey(state, path='<state>'):
     """The authors' IRN-Color (``InvGreyNet``) state dict -> ``(weights, architecture record)``.
 
@@ -206,8 +264,9 @@ def convert(src, dst, scale=None, model=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Convert the authors' IRN-family .pth weights "
-                                     '(IRN, IRN-Color, SAIN) to a MindSpore .ckpt')
-    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth, IRN_color.pth or SAINx2_JPEG.pth')
+                                     '(IRN, IRN-Color, SAIN, the CRM) to a MindSpore .ckpt')
+    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth, IRN_color.pth, '
+                        'SAINx2_JPEG.pth or CRM_x2_q90.pth')
     parser.add_argument('dst', help='output MindSpore checkpoint, e.g. irn_x4.ckpt')
     parser.add_argument('--scale', type=int, choices=range(2, 9), metavar='S',
                         help='expected scale (checked): 2/4/8, or 2..8 for IRN_LD')
@@ -215,6 +274,11 @@ def main(argv=None):
                         help='expected model (checked; default: read from the keys)')
     args = parser.parse_args(argv)
     try:
+        if is_crm_state(read_pth(args.src)):
+            layout = convert_crm(args.src, args.dst)
+            print(f'wrote {args.dst}: CRM (RRDBNet) '
+                  + ' '.join(f'{k} {v}' for k, v in layout.items()))
+            return 0
         name, arch = convert(args.src, args.dst, args.scale, args.model)
     except IRNError as exc:
         print(f'error: {exc}', file=sys.stderr)

@@ -2,10 +2,18 @@
 
 The same objective trains IRN-Color, with the grey image in place of the LR, the cv2 grey as
 its target and z = 0 in the reconstruction branch (``gaussian_scale`` 0).
+
+Also the options of the noise fine-tune (EXTENSIONS.md section 5.1): the forward fit may use
+the Charbonnier criterion (``pixel_criterion_forw: l1``), and with ``add_noise_on_y`` the
+quantised LR fed to the upscaling gets Gaussian noise in one batch of two (drawn by
+:func:`draw_step_noise`, on the caller's numpy generator, so every step can be replayed).
 """
+import numpy as np
 from mindspore import nn, ops
 
 from src.network import Quantization
+
+CRITERIA = ('l2', 'l1')  # l1 is the authors' Charbonnier sqrt(d^2 + 1e-6), not |d|
 
 
 def sum_per_image_mean(t):
@@ -23,30 +31,50 @@ def charbonnier_loss(a, b, eps=1e-6):
     return sum_per_image_mean(ops.sqrt(ops.square(a - b) + eps))
 
 
+def pixel_loss(a, b, criterion):
+    """``l2`` or ``l1`` (Charbonnier) with the authors' reduction; ``criterion`` is a constant."""
+    if criterion == 'l1':
+        return charbonnier_loss(a, b)
+    return l2_loss(a, b)
+
+
 class IRNLoss(nn.Cell):
     """The loss terms, split where the network sits between them.
 
     ``forward_terms(out, lr_ref)`` -> (l_fit, l_ce) on the forward output;
-    ``backward_input(out, z_noise)`` -> the inverse pass's input cat[Quant(lr), gaussian_scale*z];
+    ``backward_input(out, noise)`` -> the inverse pass's input cat[Quant(lr), gaussian_scale*z];
     ``reconstruction(hr, rec)`` -> l_rec (Charbonnier, eps 1e-6) on the inverse output.
     ``channels`` is the width of the LR part of ``out`` (3 for IRN, 1 for the colour net's grey).
+
+    ``noise`` is z (the z channels) or, with ``noise_on_y``, all output channels: the first
+    ``channels`` are added to the quantised LR as they are (already scaled, zeros in a batch
+    without noise; not re-quantised), the rest is z. The fit and CE terms never see it.
     """
 
-    def __init__(self, channels, lambda_fit, lambda_rec=1.0, lambda_ce=1.0, gaussian_scale=1.0):
+    def __init__(self, channels, lambda_fit, lambda_rec=1.0, lambda_ce=1.0, gaussian_scale=1.0,
+                 criterion_forw='l2', noise_on_y=False):
         super().__init__()
+        if criterion_forw not in CRITERIA:
+            raise ValueError(f'criterion_forw must be one of {CRITERIA}, got {criterion_forw!r}')
         self.channels = channels
         self.quant = Quantization()
         self.lambda_fit, self.lambda_rec, self.lambda_ce = lambda_fit, lambda_rec, lambda_ce
         self.gaussian_scale = gaussian_scale
+        self.criterion_forw = criterion_forw
+        self.noise_on_y = noise_on_y
 
     def forward_terms(self, out, lr_ref):
         lr, z = out[:, :self.channels], out[:, self.channels:]
-        l_fit = self.lambda_fit * l2_loss(lr, lr_ref)
+        l_fit = self.lambda_fit * pixel_loss(lr, lr_ref, self.criterion_forw)
         l_ce = self.lambda_ce * ops.square(z).sum() / out.shape[0]
         return l_fit, l_ce
 
-    def backward_input(self, out, z_noise):
-        return ops.cat((self.quant(out[:, :self.channels]), self.gaussian_scale * z_noise), 1)
+    def backward_input(self, out, noise):
+        lr = self.quant(out[:, :self.channels])
+        if self.noise_on_y:
+            lr = lr + noise[:, :self.channels]
+            noise = noise[:, self.channels:]
+        return ops.cat((lr, self.gaussian_scale * noise), 1)
 
     def reconstruction(self, hr, rec):
         return self.lambda_rec * charbonnier_loss(rec, hr)
@@ -55,26 +83,31 @@ class IRNLoss(nn.Cell):
 class IRNWithLoss(nn.Cell):
     """Forward-downscale, quantise, inverse-upscale and the three loss terms.
 
-    ``construct(hr, lr_ref, z_noise)`` returns ``(loss, l_fit, l_ce, l_rec)``; z_noise is the
-    standard-normal sample for the reconstruction branch, supplied by the caller so that every
-    step can be replayed.
+    ``construct(hr, lr_ref, noise)`` returns ``(loss, l_fit, l_ce, l_rec)``; ``noise`` is the
+    standard-normal z for the reconstruction branch (with ``noise_on_y``, preceded by the LR
+    noise channels, see :class:`IRNLoss`), supplied by the caller so that every step can be
+    replayed.
 
     Args:
         net (InvRescaleNet | InvGreyNet): the bijection.
         lambda_fit, lambda_rec, lambda_ce (float): loss weights (authors: scale**2, 1, 1; 3, 1, 1
             for IRN-Color).
         gaussian_scale (float): std of the z fed to the reconstruction branch (0 for IRN-Color).
+        criterion_forw (str): 'l2' (IRN) or 'l1' (Charbonnier; the noise fine-tune).
+        noise_on_y (bool): the noise input carries LR noise channels first.
     """
 
-    def __init__(self, net, lambda_fit, lambda_rec=1.0, lambda_ce=1.0, gaussian_scale=1.0):
+    def __init__(self, net, lambda_fit, lambda_rec=1.0, lambda_ce=1.0, gaussian_scale=1.0,
+                 criterion_forw='l2', noise_on_y=False):
         super().__init__(auto_prefix=False)  # keep parameter names as in the bare network
         self.net = net
-        self.loss = IRNLoss(net.lr_channels, lambda_fit, lambda_rec, lambda_ce, gaussian_scale)
+        self.loss = IRNLoss(net.lr_channels, lambda_fit, lambda_rec, lambda_ce, gaussian_scale,
+                            criterion_forw, noise_on_y)
 
-    def construct(self, hr, lr_ref, z_noise):
+    def construct(self, hr, lr_ref, noise):
         out = self.net(hr)
         l_fit, l_ce = self.loss.forward_terms(out, lr_ref)
-        rec = self.net.inverse(self.loss.backward_input(out, z_noise))
+        rec = self.net.inverse(self.loss.backward_input(out, noise))
         l_rec = self.loss.reconstruction(hr, rec)
         return l_fit + l_rec + l_ce, l_fit, l_ce, l_rec
 
@@ -83,7 +116,81 @@ def build_net_with_loss(net, opt):
     """IRNWithLoss with the weights from a parsed config's ``train`` section."""
     t = opt['train']
     return IRNWithLoss(net, t['lambda_fit_forw'], t['lambda_rec_back'], t['lambda_ce_forw'],
-                       t['gaussian_scale'])
+                       t['gaussian_scale'], t['pixel_criterion_forw'], bool(t['add_noise_on_y']))
+
+
+def draw_step_noise(rng, batch, lr_channels, z_channels, height, width, y_noise=None):
+    """The numpy noise of one training step for the whole (global) batch.
+
+    Without ``y_noise``: z ~ N(0, I) of shape (batch, z_channels, h, w). With ``y_noise`` =
+    ``(prob, scale)`` (the noise fine-tune), the authors' draw order: one uniform ``u`` for the
+    batch; if ``u < prob`` the LR noise ``scale * N(0, I)`` (else zeros, and nothing drawn);
+    then z. Returns cat[LR noise, z] along channels, the input :class:`IRNLoss` expects.
+    """
+    def normal(channels):
+        return rng.standard_normal((batch, channels, height, width), dtype=np.float32)
+
+    if y_noise is None:
+        return normal(z_channels)
+    prob, scale = y_noise
+    applied = rng.random() < prob
+    lr_noise = np.float32(scale) * normal(lr_channels) if applied else \
+        np.zeros((batch, lr_channels, height, width), np.float32)
+    return np.concatenate([lr_noise, normal(z_channels)], axis=1)
+
+
+def y_noise_option(train_opt):
+    """``(y_noise_prob, y_noise_scale)`` when ``train.add_noise_on_y`` is set, else None."""
+    if not train_opt.get('add_noise_on_y'):
+        return None
+    return train_opt['y_noise_prob'], train_opt['y_noise_scale']
+
+
+class CRMWithLoss(nn.Cell):
+    """The CRM objective with IRN frozen: ``lambda_rec_jpeg * L2sum(lr, CRM(jpeg))``.
+
+    ``construct(jpeg, lr)`` -> ``(loss, l_jpeg)`` (equal; the total and its one term), where
+    ``lr`` is the quantised IRN LR and ``jpeg`` its decoded JPEG (both constants here).
+    """
+
+    def __init__(self, crm, lambda_rec_jpeg=1.0, criterion='l2'):
+        super().__init__(auto_prefix=False)  # parameter names as in the bare CRM
+        if criterion not in CRITERIA:
+            raise ValueError(f'criterion must be one of {CRITERIA}, got {criterion!r}')
+        self.crm = crm
+        self.lambda_rec_jpeg = lambda_rec_jpeg
+        self.criterion = criterion
+
+    def construct(self, jpeg, lr):
+        l_jpeg = self.lambda_rec_jpeg * pixel_loss(lr, self.crm(jpeg), self.criterion)
+        return l_jpeg, l_jpeg
+
+
+class IRNCRMJointWithLoss(nn.Cell):
+    """The authors' joint IRN + CRM objective (``only_jpeg_reconstruction: False``; no yml uses it).
+
+    ``construct(hr, lr_ref, jpeg, z)`` -> ``(loss, l_fit, l_ce, l_rec, l_jpeg)`` with
+    ``jpeg`` the decoded JPEG of Q(G(hr)[:, :3]) (a constant), R = CRM(jpeg),
+    l_jpeg = lambda_rec_jpeg * L2sum(Q(lr), R) (its gradient reaches G through Q(lr)), and the
+    upscaling fed with ``Replace(Q(lr), Q(R))``: the value Q(R), the gradient passed to both.
+    """
+
+    def __init__(self, net, crm, irn_loss, lambda_rec_jpeg=1.0, criterion='l2'):
+        super().__init__(auto_prefix=False)
+        self.net, self.crm, self.loss = net, crm, irn_loss
+        self.quant = Quantization()
+        self.lambda_rec_jpeg, self.criterion = lambda_rec_jpeg, criterion
+
+    def construct(self, hr, lr_ref, jpeg, z):
+        out = self.net(hr)
+        l_fit, l_ce = self.loss.forward_terms(out, lr_ref)
+        lr = self.quant(out[:, :self.loss.channels])
+        restored = self.crm(jpeg)
+        l_jpeg = self.lambda_rec_jpeg * pixel_loss(lr, restored, self.criterion)
+        y = self.quant(restored) + (lr - ops.stop_gradient(lr))  # exact value Q(R)
+        rec = self.net.inverse(ops.cat((y, self.loss.gaussian_scale * z), 1))
+        l_rec = self.loss.reconstruction(hr, rec)
+        return l_jpeg + l_fit + l_rec + l_ce, l_fit, l_ce, l_rec, l_jpeg
 
 
 def straight_through(value, x):

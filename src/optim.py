@@ -33,14 +33,19 @@ class ClippedAdam(nn.Cell):
     The per-parameter update is one function mapped over the parameters (``HyperMap``): an
     unrolled Python loop made MindSpore's side-effect pass (``updatestate_depend_eliminate``)
     take most of the train step's compilation (45 of 105 s at x4).
+
+    ``prefix`` starts the names of the optimizer's own parameters (``moment1.*``, ``moment2.*``,
+    ``adam_step``): two optimizers in one graph need different ones.
     """
 
-    def __init__(self, params, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, clip_norm=None):
+    def __init__(self, params, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, clip_norm=None,
+                 prefix=''):
         super().__init__()
         self.params = ParameterTuple(params)
-        self.moment1 = self.params.clone(prefix='moment1', init='zeros')
-        self.moment2 = self.params.clone(prefix='moment2', init='zeros')
-        self.step = Parameter(Tensor(0.0, ms.float32), name='adam_step', requires_grad=False)
+        self.moment1 = self.params.clone(prefix=prefix + 'moment1', init='zeros')
+        self.moment2 = self.params.clone(prefix=prefix + 'moment2', init='zeros')
+        self.step = Parameter(Tensor(0.0, ms.float32), name=prefix + 'adam_step',
+                              requires_grad=False)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.weight_decay = weight_decay
         self.clip_norm = clip_norm
@@ -194,3 +199,35 @@ def build_train_step(net_with_loss, optimizer, opt, grad_reducer=None, loss_scal
         source = BlockwiseGrad(net_with_loss, store_inputs=(mode == 'recompute'),
                                loss_scale=loss_scale)
     return AccumulatingStep(source, optimizer, micro, grad_reducer, loss_scale)
+
+
+class PairTrainStep(nn.Cell):
+    """One step of two networks under one loss, each with its own optimizer.
+
+    ``construct(*inputs, lr_a, lr_b)`` -> ``(*losses, norm_a, norm_b, applied)``: the gradients
+    of ``net_with_loss(*inputs)[0]`` w.r.t. both optimizers' parameters, each group clipped on
+    its own norm and updated with its own learning rate (the authors' joint IRN + CRM step
+    clips G and the CRM separately). A non-finite loss, gradient or norm
+    (:func:`src.amp.finite_step`) skips both updates. One device only: no reducer.
+    """
+
+    def __init__(self, net_with_loss, optimizer_a, optimizer_b):
+        super().__init__(auto_prefix=False)
+        if optimizer_a.step.name == optimizer_b.step.name:
+            raise ValueError('the two optimizers need different parameter prefixes')
+        self.net_with_loss = net_with_loss
+        self.optimizer_a, self.optimizer_b = optimizer_a, optimizer_b
+        self.size_a = len(optimizer_a.params)
+        params = ParameterTuple(list(optimizer_a.params) + list(optimizer_b.params))
+        self.grad_fn = ops.value_and_grad(net_with_loss, None, params, has_aux=True)
+        self.reset = OverflowReset()
+
+    def construct(self, *args):
+        inputs = (self.reset(args[0]),) + args[1:-2]
+        losses, grads = self.grad_fn(*inputs)
+        grads_a, grads_b = grads[:self.size_a], grads[self.size_a:]
+        ok = ops.logical_and(finite_step(losses[0], grads, self.optimizer_a.global_norm(grads_a)),
+                             ops.isfinite(self.optimizer_b.global_norm(grads_b)))
+        norm_a = self.optimizer_a(grads_a, args[-2], ok)
+        norm_b = self.optimizer_b(grads_b, args[-1], ok)
+        return losses + (norm_a, norm_b, ok)

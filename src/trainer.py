@@ -43,7 +43,7 @@ from src.optim import resolve_memory_mode
 from src.schedule import build_lr
 from src.train_log import FILE_ONLY, CsvLog, ProgressBar, format_seconds, setup_train_logger
 from src.train_signals import StopRequested, Stoppable, stop_on_signals
-from src.utils.checkpoint import (describe_arch, list_train_states, load_train_state, load_weights,
+from src.utils.checkpoint import (describe_arch, list_train_states, load_train_state,
                                   prune_train_states, save_train_state, state_path)
 from src.utils.compile_cache import graph_cache
 from src.network.fast_conv import backend as conv_backend
@@ -95,7 +95,7 @@ class Trainer:
         self.net = self.model.net
         self.optimizer = getattr(self.model, 'optimizer', None)
         self.fields = ('loss',) + tuple(self.model.loss_names) + ('grad_norm',)
-        self.lrs = build_lr(t)
+        self.lrs = build_lr(self.model.lr_options())
         self.rng = np.random.default_rng(t['manual_seed'])
         self.iteration, self.nonfinite_total, self.best = 0, 0, None
         self.bad_images_skipped, self._bad_seen = 0, set()
@@ -128,12 +128,13 @@ class Trainer:
             self.nonfinite_total, self.best = state['nonfinite_total'], state['best']
             self.bad_images_skipped = state.get('bad_images_skipped', 0)
             self.log.info('resumed from %s at iteration %d', path, self.iteration)
-        elif self.opt['path']['pretrain_model_G']:
-            if not self.opt['path']['strict_load']:
+        else:
+            loaded = self.model.load_pretrained()  # checks the architectures
+            if loaded and not self.opt['path']['strict_load']:
                 self.log.warning('path.strict_load: false is ignored, weights are always loaded '
                                  'strictly (every key, every shape)')
-            load_weights(self.net, self.opt['path']['pretrain_model_G'])  # checks the arch
-            self.log.info('initialised from %s', self.opt['path']['pretrain_model_G'])
+            for path in loaded:
+                self.log.info('initialised from %s', path)
         if self.iteration > self.niter:
             raise IRNError(f'resume state is at iteration {self.iteration}, beyond train.niter '
                            f'{self.niter}')

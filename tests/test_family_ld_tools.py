@@ -14,7 +14,7 @@ from infer import main as infer_main
 from test_infer import _photo
 from src.config import load_config
 from src.data.io import read_image_uint8, uint8_to_float
-from src.fractional import fractional_meta, from_grid, to_grid
+from src.fractional import from_grid, to_grid
 from src.inference import DownscaleNet, Rescaler, UpscaleNet, make_z
 from src.lrfile import as_uint8, read_lr_meta
 from src.models import create_model, load_network

@@ -42,6 +42,7 @@ from src.utils.errors import IRNError, WriteError
 # model -> (training config, overrides for a tiny network, infer.py mode taking HR images)
 TINY = {
     'IRN': ('src/options/train_IRN_x2.yml', ['network_G.block_num=[1]'], 'down'),
+    'IRN-Color': ('src/options/train_IRN_color.yml', ['network_grey.block_num=[1]'], 'decolor'),
     'SAIN': ('src/options/train_SAIN_JPEG_x2.yml', ['network.e_blocks=1', 'network.v_blocks=1'],
              'down'),
 }

@@ -1,6 +1,5 @@
 """SAIN training step: micro-batching computes the plain step's update; noise draws."""
 import numpy as np
-import mindspore as ms
 from mindspore import Tensor
 
 from src.backprop import AccumulatingStep, PlainGrad

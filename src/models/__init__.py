@@ -14,6 +14,7 @@ MODELS = {
     'IRN': 'src.models.irn:IRNModel',  # also IRN_LD and IRN_E (network_G.which_model_G flags)
     'IRN-Color': 'src.models.irn_color:IRNColorModel',
     'SAIN': 'src.models.sain:SAINModel',
+    'IRN-CRM': 'src.models.irn_crm:IRNCRMModel',
 }
 
 

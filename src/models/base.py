@@ -10,8 +10,8 @@ import numpy as np
 import mindspore as ms
 
 from src.metrics import mean_metrics
-from src.utils.checkpoint import (check_arch, describe_arch, load_into, read_checkpoint,
-                                  save_weights)
+from src.utils.checkpoint import (check_arch, describe_arch, load_into, load_weights,
+                                  read_checkpoint, save_weights)
 from src.utils.errors import IRNError
 
 __all__ = ['Model']
@@ -118,6 +118,20 @@ class Model:
         """Build the networks, optimizers and train step(s); ``make_reducer(params)`` returns
         the gradient all-reduce of a data-parallel run (None: single process)."""
         raise NotImplementedError
+
+    def lr_options(self):
+        """The ``train`` options whose schedule (:func:`src.schedule.build_lr`) gives the ``lr``
+        of :meth:`train_step` (default: the config's, base rate ``lr_G``)."""
+        return self.opt['train']
+
+    def load_pretrained(self):
+        """Initialise the networks of a fresh run from the config's pretrained weights
+        (default: ``path.pretrain_model_G`` into the main network); returns the files read."""
+        path = self.opt['path']['pretrain_model_G']
+        if not path:
+            return []
+        load_weights(self.net, path)  # checks the architecture
+        return [path]
 
     def state_cells(self):
         """``{group: Cell}`` whose parameters are the resumable state: networks first (the main

@@ -12,6 +12,7 @@ import numpy as np
 
 from src.data.bicubic import imresize
 from src.evaluate import METRICS, evaluate
+from src.loss import draw_step_noise, y_noise_option
 from src.metrics import tensor_to_uint8
 from src.models.base import Model
 from src.report import IRN_COLUMNS
@@ -23,8 +24,9 @@ OPTIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 class IRNTraining:
     """The IRN objective's training, shared by the models that use it (IRN, IRN-Color):
     :class:`src.loss.IRNWithLoss` on ``self.net``, PyTorch-exact Adam with global-norm
-    clipping, the memory mode of the config, optional loss scaling. A batch is (HR, fit target); z for the
-    reconstruction branch has the forward output's z shape and comes from ``rng``."""
+    clipping, the memory mode of the config, optional loss scaling. A batch is (HR, fit
+    target); z for the reconstruction branch has the forward output's z shape and comes from
+    ``rng``."""
 
     loss_names = ('l_fit', 'l_ce', 'l_rec')
 
@@ -46,10 +48,20 @@ class IRNTraining:
             cells['loss_scale'] = self.loss_scale
         return cells
 
+    def draw_noise(self, rng, lr_shape):
+        """This rank's rows of the step's noise: z ~ N(0, I), or with ``train.add_noise_on_y``
+        (the noise fine-tune) the LR noise and z in the authors' draw order."""
+        _, c, h, w = lr_shape
+        zc = self.net.channel_out - self.net.lr_channels
+        y_noise = y_noise_option(self.opt['train'])
+        if y_noise is None:
+            return self.draw_rows(rng, (zc, h, w))
+        batch = self.opt['datasets']['train']['batch_size']
+        return draw_step_noise(rng, batch, c, zc, h, w, y_noise)[self.rank_id::self.rank_size]
+
     def train_step(self, batch, lr, rng):
         hr, target = batch  # target: the LR guide, or IRN-Color's grey (the output's size)
-        _, _, h, w = target.shape
-        z = self.draw_rows(rng, (self.net.channel_out - self.net.lr_channels, h, w))
+        z = self.draw_noise(rng, target.shape)
         out = self.step(*self.tensors(hr, target, z), lr)
         loss, l_fit, l_ce, l_rec, norm = (float(o.asnumpy()) for o in out[:5])
         values = {'loss': loss, 'l_fit': l_fit, 'l_ce': l_ce, 'l_rec': l_rec, 'grad_norm': norm}
@@ -118,6 +130,19 @@ class IRNModel(IRNTraining, Model):
             parser.add_argument('--z_mode', default='sample', choices=('sample', 'zero'),
                                 help='z for upscaling: N(0, I) samples (default) or zeros')
             parser.add_argument('--seed', type=int, default=0, help='seed of the z sample')
+            cls.add_codec_arguments(parser, 'png')
+            parser.add_argument('--crm', help='CRM checkpoint (ours or the authors\' CRM .pth): '
+                                'restore a JPEG / WebP LR before upscaling (up, roundtrip)')
+
+    @staticmethod
+    def add_codec_arguments(parser, default_format):
+        """infer.py's LR codec flags: --format and --quality."""
+        from src.utils.cli import quality_type
+        parser.add_argument('--format', default=default_format, choices=('png', 'jpeg', 'webp'),
+                            help=f'LR file of down / roundtrip (default {default_format}): png '
+                                 '(lossless) or jpeg / webp (lossy: upscale with a CRM)')
+        parser.add_argument('--quality', type=quality_type, default=90,
+                            help='JPEG / WebP quality of the LR, 1..100 (default 90, the authors\')')
 
     @classmethod
     def test_config(cls, arch):
@@ -185,7 +210,11 @@ class IRNModel(IRNTraining, Model):
     def runner(self, args, net):
         from src.inference import Rescaler
         from src.runner import Runner
-        return Runner(args, Rescaler(net))
+        crm = None
+        if getattr(args, 'crm', None) and args.mode != 'down':
+            from src.compression import load_crm
+            crm = load_crm(args.crm)
+        return Runner(args, Rescaler(net), crm)
 
     @staticmethod
     def export_cells(net, height=None, width=None):

@@ -1,8 +1,8 @@
 """Learnable downsampling of IRN_LD: s x s space-to-depth mixed by one s^2 x s^2 matrix."""
 import numpy as np
-from mindspore import nn, ops, Parameter, Tensor
+from mindspore import ops
 
-from src.network.linalg import constant_inverse, matrix_inverse
+from src.network.linalg import MatrixOp
 from src.utils.errors import IRNError
 
 _matmul = ops.MatMul()  # the primitive: ops.matmul's expander warns on dynamic shapes (infer)
@@ -32,17 +32,8 @@ def conv_down_forward(x, w):
     return mixed.reshape(s2, b, c, h // s, wd // s).swapaxes(0, 1).reshape(b, s2 * c, h // s, wd // s)
 
 
-def conv_down_inverse(y, w):
-    """Exact inverse of :func:`conv_down_forward` with w^-1 computed from ``w`` on every call.
-
-    The inverse is taken in float64 (then cast back), so it is exact to float32 rounding; its
-    gradient reaches ``w``.
-    """
-    return conv_down_unmix(y, matrix_inverse(w))
-
-
 def conv_down_unmix(y, w_inv):
-    """:func:`conv_down_inverse` given the inverse matrix ``w_inv`` itself."""
+    """Exact inverse of :func:`conv_down_forward`, given the inverse matrix ``w_inv``."""
     b, cs2, h, wd = y.shape
     s2 = w_inv.shape[0]
     s = int(round(s2 ** 0.5))
@@ -52,49 +43,30 @@ def conv_down_unmix(y, w_inv):
     return cells.transpose(2, 3, 4, 0, 5, 1).reshape(b, c, h * s, wd * s)
 
 
-class ConvDownsampling(nn.Cell):
+class ConvDownsampling(MatrixOp):
     """IRN_LD's learnable invertible downsampling by any integer ``scale`` s >= 2.
 
     Each colour channel is cut into s x s cells (sub-pixel m = i*s + j, row offset i, column
     offset j); one learnable s^2 x s^2 matrix, shared by all channels, mixes each cell's
     s^2 values. Output channel k*C + c holds row k of the matrix applied to channel c, so the
     first C channels (row 0, a box average at init) are the LR image. The inverse uses the
-    matrix inverse, recomputed on every call, and trains the matrix through it as well.
-    The parameter keeps the authors' name and shape (``conv_weights``, s^2 x s^2).
+    matrix inverse (float64, then float32), recomputed on every call, and trains the matrix
+    through it as well. The parameter keeps the authors' name and shape (``conv_weights``,
+    s^2 x s^2).
     """
 
     def __init__(self, scale):
-        super().__init__()
         if not isinstance(scale, int) or scale < 2:
             raise IRNError(f'ConvDownsampling needs an integer scale >= 2, got {scale!r}')
+        super().__init__(conv_down_init(scale))
         self.scale = scale
-        self.conv_weights = Parameter(Tensor(conv_down_init(scale)), name='conv_weights')
-        self.frozen_inverse = None
-
-    def freeze_inverse(self):
-        """Fix w^-1 (taken now, in float64) as a constant of :meth:`inverse`, for export:
-        ONNX has no matrix inverse. Training must not follow (the constant would go stale)."""
-        self.frozen_inverse = constant_inverse(self.conv_weights)
-
-    def weights(self):
-        """(conv_weights,): the op's trainable tensors, in the order :meth:`apply` takes."""
-        return (self.conv_weights,)
 
     def graph_key(self):
         """Ops with equal keys compute the same function of (x, weights)."""
         return ('conv_down', self.scale)
 
-    def apply(self, x, weights, inverse):
-        """The op as a pure function of its input and ``weights``; ``inverse`` picks the direction."""
-        if inverse:
-            return conv_down_inverse(x, weights[0])
-        return conv_down_forward(x, weights[0])
+    def mix(self, x, w):
+        return conv_down_forward(x, w)
 
-    def construct(self, x):
-        return conv_down_forward(x, self.conv_weights)
-
-    def inverse(self, y):
-        """Exact inverse of :meth:`construct`."""
-        if self.frozen_inverse is not None:
-            return conv_down_unmix(y, self.frozen_inverse)
-        return conv_down_inverse(y, self.conv_weights)
+    def unmix(self, y, w_inv):
+        return conv_down_unmix(y, w_inv)

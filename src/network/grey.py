@@ -1,12 +1,11 @@
 """InvGreyNet (IRN-Color): the bijection RGB <-> (grey, z), built from a learnable 3x3 colour
 matrix and split-1 coupling blocks (spec EXTENSIONS section 3)."""
 import numpy as np
-import mindspore as ms
-from mindspore import nn, Parameter
+from mindspore import nn
 
 from src.network.blocks import InvBlockExp
 from src.network.chain import InvertibleChain
-from src.network.linalg import channel_mix, constant_inverse, matrix_inverse
+from src.network.linalg import MatrixOp, channel_mix
 from src.utils.errors import IRNError
 
 # RGB -> YUV rows (the authors' init for rgb_type RGB); BGR uses the columns reversed.
@@ -23,46 +22,26 @@ def grey_init(rgb_type):
     return RGB_TO_YUV.copy() if rgb_type == 'RGB' else RGB_TO_YUV[:, ::-1].copy()
 
 
-class Conv1x1Grey(nn.Cell):
+class Conv1x1Grey(MatrixOp):
     """Learnable per-pixel 3x3 colour transform (a bias-free 1x1 convolution).
 
     Row 0 of the matrix gives the grey channel. The inverse uses the matrix inverse,
     recomputed on every call, so training also moves the matrix through the inverse
-    pass. Follows the invertible-op protocol of ``net.operations`` (src/backprop.py):
-    ``weights()``, ``apply(x, weights, inverse)``, ``graph_key()``.
+    pass (see :class:`src.network.linalg.MatrixOp`).
     """
 
     def __init__(self, rgb_type='RGB'):
-        super().__init__()
-        self.conv_weights = Parameter(ms.Tensor(grey_init(rgb_type)), name='conv_weights')
-        self.frozen_inverse = None
-
-    def freeze_inverse(self):
-        """Fix the matrix inverse (taken now) as a constant of :meth:`inverse`, for export:
-        ONNX has no matrix inverse. Training must not follow (the constant would go stale)."""
-        self.frozen_inverse = constant_inverse(self.conv_weights)
-
-    def weights(self):
-        """(the 3x3 matrix,)."""
-        return (self.conv_weights,)
+        super().__init__(grey_init(rgb_type))
 
     def graph_key(self):
         """Every Conv1x1Grey is the same function of (x, weights)."""
         return ('Conv1x1Grey',)
 
-    def apply(self, x, weights, inverse=False):
-        """The op as a pure function of its input and ``weights``."""
-        w = weights[0]
-        return channel_mix(x, matrix_inverse(w) if inverse else w)
+    def mix(self, x, w):
+        return channel_mix(x, w)
 
-    def construct(self, x):
-        return self.apply(x, self.weights(), False)
-
-    def inverse(self, y):
-        """Exact inverse of :meth:`construct` (up to float rounding)."""
-        if self.frozen_inverse is not None:
-            return channel_mix(y, self.frozen_inverse)
-        return self.apply(y, self.weights(), True)
+    def unmix(self, y, w_inv):
+        return channel_mix(y, w_inv)
 
 
 class InvGreyNet(InvertibleChain):

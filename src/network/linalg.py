@@ -1,7 +1,7 @@
 """Small learnable-matrix helpers shared by the invertible linear ops (Conv1x1Grey, ConvDownsampling)."""
 import numpy as np
 import mindspore as ms
-from mindspore import ops
+from mindspore import nn, ops, Parameter
 
 
 def matrix_inverse(w):
@@ -28,3 +28,48 @@ def channel_mix(x, m):
     """
     b, n, h, w = x.shape
     return ops.matmul(m, x.reshape(b, n, -1)).reshape(b, n, h, w)
+
+
+class MatrixOp(nn.Cell):
+    """An invertible op set by one learnable square matrix (the authors' ``conv_weights``).
+
+    A subclass gives ``mix(x, w)`` (the forward) and ``unmix(y, w_inv)`` (its inverse, given the
+    inverse matrix). The inverse recomputes w^-1 on every call (:func:`matrix_inverse`, so
+    training moves the matrix through the inverse pass too) unless :meth:`freeze_inverse` fixed
+    it. Follows the invertible-op protocol of ``net.operations`` (src/backprop.py):
+    ``weights()``, ``apply(x, weights, inverse)``, ``graph_key()``.
+    """
+
+    def __init__(self, init):
+        super().__init__()
+        self.conv_weights = Parameter(ms.Tensor(init), name='conv_weights')
+        self.frozen_inverse = None
+
+    def mix(self, x, w):
+        raise NotImplementedError
+
+    def unmix(self, y, w_inv):
+        raise NotImplementedError
+
+    def freeze_inverse(self):
+        """Fix w^-1 (taken now, in float64) as a constant of :meth:`inverse`, for export:
+        ONNX has no matrix inverse. Training must not follow (the constant would go stale)."""
+        self.frozen_inverse = constant_inverse(self.conv_weights)
+
+    def weights(self):
+        """(conv_weights,): the op's trainable tensors, in the order :meth:`apply` takes."""
+        return (self.conv_weights,)
+
+    def apply(self, x, weights, inverse=False):
+        """The op as a pure function of its input and ``weights``; ``inverse`` picks the direction."""
+        w = weights[0]
+        return self.unmix(x, matrix_inverse(w)) if inverse else self.mix(x, w)
+
+    def construct(self, x):
+        return self.mix(x, self.conv_weights)
+
+    def inverse(self, y):
+        """Exact inverse of :meth:`construct` (to float32 rounding)."""
+        if self.frozen_inverse is not None:
+            return self.unmix(y, self.frozen_inverse)
+        return self.unmix(y, matrix_inverse(self.conv_weights))
