@@ -185,6 +185,7 @@ class Runner:
         """Write the LR as --format asks (PNG or the lossy codec); returns (path, encoded bytes)."""
         from src.codecs import encode
         from src.lrfile import jpeg_with_meta, write_lr_png
+        from src.utils.atomic import write_bytes
         fmt = self.args.format
         if fmt == 'png':
             path = lossless(path)
@@ -199,8 +200,7 @@ class Runner:
                         'back (HR %dx%d is not a multiple of x%d)', path, meta['height'],
                         meta['width'], self.s)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, 'wb') as f:
-            f.write(data)
+        write_bytes(path, data, f'{fmt.upper()} LR')
         return path, data
 
     def restore(self, lr8, lossy, name):

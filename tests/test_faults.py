@@ -32,7 +32,7 @@ import lmdb
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import DATA, ROOT
 from fault_tools import limit_writes
 from src.models import MODELS
 from src.utils.atomic import TEMP_PREFIX
@@ -43,6 +43,9 @@ from src.utils.errors import IRNError, WriteError
 TINY = {
     'IRN': ('src/options/train_IRN_x2.yml', ['network_G.block_num=[1]'], 'down'),
     'IRN-Color': ('src/options/train_IRN_color.yml', ['network_grey.block_num=[1]'], 'decolor'),
+    'IRN-CRM': ('src/options/train_IRN-Compression_x2_q90.yml',
+                ['network_G.block_num=[1]', 'network_R.nf=8', 'network_R.nb=1', 'network_R.gc=4',
+                 f"path.pretrain_model_G={os.path.join(DATA, 'irn_crm_x2.pth')}"], 'down'),
     'SAIN': ('src/options/train_SAIN_JPEG_x2.yml', ['network.e_blocks=1', 'network.v_blocks=1'],
              'down'),
 }

@@ -51,8 +51,8 @@ def describe_arch(arch):
     if not arch:
         return 'an unrecorded architecture'
     rest = ', '.join(f'{k} {v}' for k, v in arch.items() if k not in ('net', 'model', 'scale'))
-    return f"x{arch.get('scale', '?')}{' with ' + rest if rest else ''} " \
-           f"({arch.get('model') or arch.get('net')})"
+    scale = f"x{arch['scale']}" if 'scale' in arch else ''
+    return f"{scale}{' with ' if scale and rest else ''}{rest} ({arch.get('model') or arch.get('net')})"
 
 
 def _save(entries, path, arch, extra=None):
