@@ -32,30 +32,6 @@ def is_distributed(args):
             or int(os.environ.get('RANK_SIZE', '1')) > 1 and bool(os.environ.get('RANK_TABLE_FILE')))
 
 
-def init_parallel(target):
-    """init() the collective backend and set DATA_PARALLEL; returns (rank_id, rank_size)."""
-    import mindspore as ms
-    from mindspore.communication import init, get_rank, get_group_size
-    from src.utils.errors import IRNError
-
-    try:
-        if os.environ.get('RANK_TABLE_FILE') and os.environ.get('DEVICE_ID'):
-            ms.set_device(target, int(os.environ['DEVICE_ID']))  # rank-table launch
-        else:
-            ms.set_device(target)  # msrun gives each worker its device
-        ms.set_context(mode=ms.GRAPH_MODE)
-        init()
-        from src.utils.device import select_conv
-        select_conv(target)
-    except (RuntimeError, ValueError) as exc:
-        raise IRNError(f'data-parallel init failed on {target}: {str(exc).splitlines()[0]}') from None
-    rank_id, rank_size = get_rank(), get_group_size()
-    ms.reset_auto_parallel_context()
-    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL,
-                                 gradients_mean=True, device_num=rank_size)
-    return rank_id, rank_size
-
-
 def build_trainer(argv=None):
     """Parse ``argv``, set up the device (and the parallel context); return the Trainer."""
     args = parse_args(argv)
@@ -67,12 +43,12 @@ def build_trainer(argv=None):
         opt['datasets']['val']['dataroot_GT'] = args.val_path
     if args.ckpt:
         opt['path']['pretrain_model_G'] = args.ckpt
-    target = opt['device_target']
+    target, fast = opt['device_target'], opt['allow_fast_fp32']
+    from src.utils.device import init_parallel, setup_device
     if is_distributed(args):
-        rank_id, rank_size = init_parallel(target)
+        rank_id, rank_size = init_parallel(target, fast)
     else:
-        from src.utils.device import setup_device
-        setup_device(target, graph=True)
+        setup_device(target, graph=True, allow_fast_fp32=fast)
         rank_id, rank_size = 0, 1
     from src.trainer import Trainer
     return Trainer(opt, resume=args.resume, rank_id=rank_id, rank_size=rank_size)

@@ -128,7 +128,7 @@ def main(argv=None):
     paths, ckpt, max_images, out_dir = resolve_options(args, opt)
     model = create_model(opt)
     protocol = model.eval_protocol(args)
-    setup_device(opt['device_target'])
+    setup_device(opt['device_target'], allow_fast_fp32=opt['allow_fast_fp32'])
     net = model.load_net(ckpt, expect_scale=opt['scale'])
     print(f'{model.name} evaluation: {ckpt} ({describe_arch(net.arch())})')
     print(model.protocol_text(protocol))

@@ -14,8 +14,11 @@ product):
 Both compute the same gradients as the plain step (up to float rounding). ``AccumulatingStep``
 adds exact gradient accumulation over micro-batches for any of the modes.
 """
+import mindspore as ms
 from mindspore import mutable, nn, ops
 
+from src.amp import OverflowReset
+from src.optim import ApplyGradients, PlainGrad  # noqa: F401  (PlainGrad: a grad source)
 from src.utils.errors import IRNError
 
 MODES = ('plain', 'recompute', 'invertible')
@@ -93,16 +96,17 @@ class _ForwardHead(nn.Cell):
 
 
 class _HeadObjective(nn.Cell):
-    """l_fit + l_ce + <upscaling input, its cotangent>: its gradient is the forward output's."""
+    """(l_fit + l_ce) * scale + <upscaling input, its cotangent>: its gradient is the forward
+    output's (the cotangent already carries the loss scale)."""
 
     def __init__(self, loss):
         super().__init__(auto_prefix=False)
         self.loss = loss
 
-    def construct(self, out, lr_ref, z_noise, d_back):
+    def construct(self, out, lr_ref, z_noise, d_back, scale):
         l_fit, l_ce = self.loss.forward_terms(out, lr_ref)
         back = self.loss.backward_input(out, z_noise)
-        return l_fit + l_ce + (back * ops.stop_gradient(d_back)).sum()
+        return (l_fit + l_ce) * scale + (back * ops.stop_gradient(d_back)).sum()
 
 
 class _HeadGrad(nn.Cell):
@@ -111,20 +115,21 @@ class _HeadGrad(nn.Cell):
         self.objective = _HeadObjective(loss)
         self.grad = ops.GradOperation()
 
-    def construct(self, out, lr_ref, z_noise, d_back):
-        return self.grad(self.objective)(out, lr_ref, z_noise, d_back)
+    def construct(self, out, lr_ref, z_noise, d_back, scale):
+        return self.grad(self.objective)(out, lr_ref, z_noise, d_back, scale)
 
 
 class _RecHead(nn.Cell):
-    """Upscaled output -> (l_rec, its gradient)."""
+    """Upscaled output -> (l_rec, its gradient times the loss scale)."""
 
     def __init__(self, loss):
         super().__init__(auto_prefix=False)
         self.loss = loss
         self.grad = ops.GradOperation(get_all=True)
 
-    def construct(self, hr, rec):
-        return self.loss.reconstruction(hr, rec), self.grad(self.loss.reconstruction)(hr, rec)[1]
+    def construct(self, hr, rec, scale):
+        return (self.loss.reconstruction(hr, rec),
+                self.grad(self.loss.reconstruction)(hr, rec)[1] * scale)
 
 
 class BlockwiseGrad:
@@ -136,11 +141,16 @@ class BlockwiseGrad:
     Args:
         net_with_loss (IRNWithLoss): supplies the network and the loss terms.
         store_inputs (bool): keep block inputs (``recompute``) or rebuild them (``invertible``).
+        loss_scale (LossScale): optional (amp O1): the backward pass starts from the scaled
+            cotangents, so every block's gradients are scaled (:class:`ApplyGradients`
+            unscales them after the all-reduce).
     """
 
-    def __init__(self, net_with_loss, store_inputs):
+    def __init__(self, net_with_loss, store_inputs, loss_scale=None):
         net, loss = net_with_loss.net, net_with_loss.loss
         self.store_inputs = store_inputs
+        self.loss_scale = loss_scale
+        self.unit = ms.Tensor(1.0, ms.float32)  # the scale without loss scaling (exact)
         self.ops = list(net.operations)
         shared = {}
         position = {p.name: i for i, p in enumerate(net.trainable_params())}
@@ -195,7 +205,8 @@ class BlockwiseGrad:
             if self.store_inputs:
                 kept_inverse.append(h)
             h = self._run(self.inverse, k, h)
-        l_rec, d = self.rec_head(hr, h)
+        scale = self.unit if self.loss_scale is None else self.loss_scale.value
+        l_rec, d = self.rec_head(hr, h, scale)
 
         grads = [None] * self.num_params
         # Upscaling chain, undone from its output: the input of inverse[k] is forward[k](its output).
@@ -203,7 +214,7 @@ class BlockwiseGrad:
             x = kept_inverse[n - 1 - k] if self.store_inputs else self._run(self.forward, k, h)
             d = self._step_back(self.vjp_inverse, k, x, d, grads)
             h = x
-        d = self.head_grad(out, lr_ref, z_noise, d)
+        d = self.head_grad(out, lr_ref, z_noise, d, scale)
         # Downscaling chain, from the output back: the input of forward[k] is inverse[k](its output).
         h = out
         for k in reversed(range(n)):
@@ -213,44 +224,21 @@ class BlockwiseGrad:
         return (l_fit + l_ce + l_rec, l_fit, l_ce, l_rec), tuple(grads)
 
 
-class PlainGrad(nn.Cell):
-    """Loss values and gradients by autodiff of the whole objective (one graph)."""
-
-    def __init__(self, net_with_loss, weights):
-        super().__init__(auto_prefix=False)
-        self.grad_fn = ops.value_and_grad(net_with_loss, None, weights, has_aux=True)
-
-    def construct(self, *inputs):
-        return self.grad_fn(*inputs)
-
-
-class ApplyGradients(nn.Cell):
-    """(all-reduce), finiteness check, clipping and the optimizer update, as one graph."""
-
-    def __init__(self, optimizer, grad_reducer=None):
-        super().__init__(auto_prefix=False)
-        self.optimizer = optimizer
-        self.grad_reducer = grad_reducer if grad_reducer is not None else ops.identity
-
-    def construct(self, grads, loss, lr):
-        grads = self.grad_reducer(grads)
-        norm = self.optimizer.global_norm(grads)
-        ok = ops.logical_and(ops.isfinite(loss), ops.isfinite(norm))
-        return self.optimizer(grads, lr, ok), ok
-
-
 class AccumulatingStep:
     """A train step computing gradients in micro-batches with ``grad_source``, then one update.
 
     The objective is a batch mean of per-image terms, so the batch gradient is the mean of the
     equal-sized micro-batch gradients; clipping and weight decay then apply once, as in the
-    plain step. Same call and results as ``optim.TrainStep``.
+    plain step. Same call and results as ``optim.TrainStep``. ``loss_scale``: the
+    :class:`src.amp.LossScale` the grad source was built with (None: no loss scaling).
     """
 
-    def __init__(self, grad_source, optimizer, micro_batch=None, grad_reducer=None):
+    def __init__(self, grad_source, optimizer, micro_batch=None, grad_reducer=None,
+                 loss_scale=None):
         self.grad_source = grad_source
-        self.apply = ApplyGradients(optimizer, grad_reducer)
+        self.apply = ApplyGradients(optimizer, grad_reducer, loss_scale)
         self.micro_batch = micro_batch
+        self.reset = OverflowReset()
 
     def __call__(self, *args):
         inputs, lr = args[:-1], args[-1]  # every input is batch-first
@@ -260,6 +248,8 @@ class AccumulatingStep:
             raise IRNError(f'train.micro_batch {m} does not divide the batch of {batch} images '
                            'this device computes (datasets.train.batch_size / devices)')
         chunks = batch // m
+        if self.reset.enabled:  # Ascend saturation mode: this step's overflows only
+            inputs = (self.reset(inputs[0]),) + tuple(inputs[1:])
         losses, grads = None, None
         for i in range(chunks):
             part = slice(i * m, (i + 1) * m)

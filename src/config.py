@@ -45,6 +45,7 @@ SCHEMA = {
     'distortion': (str, 'sr'),
     'scale': (int, 4),
     'device_target': (str, 'CPU'),
+    'allow_fast_fp32': (bool, False),        # GPU TF32 / Ascend HF32 for float32 conv, matmul
     'datasets': {'train': _dataset_schema(True), 'val': _dataset_schema(False)},
     'network_G': {
         'which_model_G': {'subnet_type': (str, 'DBNet')},
@@ -90,6 +91,10 @@ SCHEMA = {
         'micro_batch': (int, OPTIONAL),        # default: the whole batch
         'memory_mode': (str, 'plain'),
         'amp_level': (str, 'O0'),
+        'loss_scale': (str, OPTIONAL),         # 'dynamic' (amp O1): mindspore.amp.DynamicLossScaler
+        'loss_scale_value': (float, 1.0),      # its initial scale (README: loss scaling),
+        'loss_scale_factor': (int, 2),         # the factor it shrinks / grows by,
+        'loss_scale_window': (int, 1000),      # the finite steps before it grows
         'max_nonfinite': (int, 10),
     },
     'val': {
@@ -116,6 +121,7 @@ CHOICES = {
     'train.pixel_criterion_back': ('l1',),
     'train.memory_mode': ('auto', 'plain', 'recompute', 'invertible'),
     'train.amp_level': ('O0', 'O1'),
+    'train.loss_scale': (None, 'dynamic'),
     'val.z_mode': ('sample', 'zero'),
 }
 
@@ -282,6 +288,8 @@ def validate(opt, source, choices, cls):
     if micro is not None and (micro <= 0 or batch % micro):
         raise IRNError(f'{source}: train.micro_batch ({micro}) must divide '
                        f'datasets.train.batch_size ({batch})')
+    from src.amp import check_loss_scale
+    check_loss_scale(train, source)
     gt = opt['datasets']['train']['GT_size']
     if gt % scale:
         raise IRNError(f'{source}: datasets.train.GT_size ({gt}) must be a multiple of scale {scale}')

@@ -6,6 +6,7 @@ z = 0 or z ~ N(0, I) drawn by numpy from a generator seeded by ``(seed, image in
 every border. The metrics of several draws are averaged. The LR is scored too: PSNR / SSIM of
 the quantised IRN LR against the rounded MATLAB-bicubic LR, without cropping.
 """
+import itertools
 
 import numpy as np
 import mindspore as ms
@@ -91,7 +92,9 @@ def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=F
     Args:
         net (InvRescaleNet): the network (its mode is set to eval-style inference here).
         source: iterable of ``(name, hr)`` with ``hr`` float32 HxWx3 RGB in [0, 1], already
-            mod-cropped to ``scale`` (e.g. :class:`src.data.sources.ValidationSource`).
+            mod-cropped to ``scale`` (e.g. :class:`src.data.sources.ValidationSource`). The
+            z seed of an image is its position; a source with ``indices`` (a shard of a set,
+            :class:`src.distributed.ShardedSource`) gives the positions in the whole set.
         scale (int): rescaling factor; also the border cropped before HR metrics.
         z_mode (str): 'sample' (z ~ N(0, I)) or 'zero'.
         seed (int): base seed of the z draws (image ``i``, draw ``d`` uses ``[seed, i, d]``).
@@ -109,7 +112,8 @@ def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=F
         raise IRNError(f'evaluation scale x{scale} does not match the network (x{net.scale})')
     down, up = compiled_cells(net)
     results = []
-    for index, (name, hr) in enumerate(source):
+    positions = getattr(source, 'indices', None)
+    for index, (name, hr) in zip(itertools.count() if positions is None else positions, source):
         h, w = hr.shape[:2]
         if h % scale or w % scale:
             raise IRNError(f'{name}: {h}x{w} is not mod-cropped to scale {scale}')

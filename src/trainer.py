@@ -18,6 +18,10 @@ a kill leaves only complete states; temporary files it leaves are deleted at the
 Data parallel: every rank draws the same full-batch noise from the same generator and keeps
 the rows of its own samples (rank r holds global batch rows r, r + R, ...), so R ranks do
 the same arithmetic as one process on the global batch, up to the order of the gradient sum.
+Every decision that changes what the ranks do next is agreed by all of them: whether an
+update is applied (inside the step), hence the non-finite streak and the stop it can cause,
+and a stop request (a signal reaches the ranks at different steps). Validation is sharded:
+each rank evaluates every R-th image and the per-image metrics are gathered.
 """
 import functools
 import logging
@@ -27,12 +31,13 @@ import time
 
 import numpy as np
 import mindspore as ms
-from mindspore import nn, ops
+from mindspore import nn
 
 from src.config import dump_config
 from src.data.faults import FAULT_FAILED, decode_faults
 from src.data.pipeline import build_train_source, create_train_dataset
 from src.data.sources import ValidationSource
+from src.distributed import RankMean, RanksAgree, validate_sharded
 from src.models import create_model
 from src.optim import resolve_memory_mode
 from src.schedule import build_lr
@@ -85,7 +90,7 @@ class Trainer:
         make_reducer = None  # params -> the gradient all-reduce of a data-parallel run
         if rank_size > 1:
             make_reducer = functools.partial(nn.DistributedGradReducer, mean=True, degree=rank_size)
-            self.rank_mean = RankMean(rank_size)
+            self.rank_mean, self._agree_any = RankMean(rank_size), RanksAgree('any')
         self.model.setup_training(make_reducer)
         self.net = self.model.net
         self.optimizer = getattr(self.model, 'optimizer', None)
@@ -208,7 +213,7 @@ class Trainer:
         """``flag`` or'ed over the data-parallel ranks (a collective call on every rank)."""
         if self.rank_size == 1:
             return bool(flag)
-        return float(self.rank_mean(ms.Tensor([float(flag)], ms.float32)).asnumpy()[0]) > 0
+        return bool(self._agree_any(ms.Tensor(bool(flag))).asnumpy())
 
     def stop_on_signals(self, signals=(signal.SIGINT, signal.SIGTERM)):
         """Stop after the current step (or during a validation) with a state saved on the first
@@ -226,23 +231,40 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
     def validate(self):
-        """Evaluate on ``datasets.val.dataroot_GT`` (rank 0); keep ``best_G.ckpt`` by the
-        model's ``best_metric``."""
+        """Evaluate on ``datasets.val.dataroot_GT``; keep ``best_G.ckpt`` by the model's
+        ``best_metric`` (rank 0 logs and writes).
+
+        Data parallel: every rank evaluates its shard of the images (for a model with
+        ``validate_images``) and all ranks get the same metrics, equal to one process's. A
+        model without it validates on rank 0 alone while the others wait.
+        """
         root = self.opt['datasets']['val']['dataroot_GT']
-        if not self.is_main or not root:
+        sharded = self.rank_size > 1 and self.model.shards_validation()
+        if not root or not (self.is_main or sharded):
             return None
         start = time.time()
         source = ValidationSource(root, self.opt['scale'])
-        res = self.model.validate(Stoppable(source, self))
-        self.val_csv.append({'iter': self.iteration, **res})
+        if sharded:
+            res = validate_sharded(self.model, source, self.rank_id, self.rank_size,
+                                   self.any_rank, owner=self)
+        else:
+            if self.rank_size > 1 and not getattr(self, '_warned_unsharded', False):
+                self._warned_unsharded = True
+                self.log.warning('%s has no validate_images: rank 0 validates alone while the '
+                                 'others wait in their next collective (raise HCCL_EXEC_TIMEOUT '
+                                 'on Ascend if that takes long)', self.model.name)
+            res = self.model.validate(Stoppable(source, self))
         key = self.model.best_metric
         is_best = self.best is None or res[key] > self.best[key]
-        self.log.info('val iter %d (%s | %.1fs%s', self.iteration,
-                      self.model.validation_text(res, len(source)), time.time() - start,
-                      ' (best)' if is_best else '')
         if is_best:
             self.best = {'iteration': self.iteration, **{k: res[k] for k in self.model.val_fields}}
-            self.model.save_net(os.path.join(self.out_dir, 'best_G.ckpt'))
+        if self.is_main:
+            self.val_csv.append({'iter': self.iteration, **res})
+            self.log.info('val iter %d (%s | %.1fs%s', self.iteration,
+                          self.model.validation_text(res, len(source)), time.time() - start,
+                          ' (best)' if is_best else '')
+            if is_best:
+                self.model.save_net(os.path.join(self.out_dir, 'best_G.ckpt'))
         return res
 
     # ------------------------------------------------------------------ loop
@@ -370,18 +392,6 @@ class Trainer:
         return {'iteration': self.iteration, 'best': self.best, 'stopped': self.stop_requested,
                 'nonfinite_total': self.nonfinite_total,
                 'bad_images_skipped': self.bad_images_skipped}
-
-
-class RankMean(nn.Cell):
-    """Mean of a tensor over the data-parallel ranks (all-reduce sum / world size)."""
-
-    def __init__(self, rank_size):
-        super().__init__()
-        self.all_reduce = ops.AllReduce()
-        self.rank_size = rank_size
-
-    def construct(self, x):
-        return self.all_reduce(x) / self.rank_size
 
 
 def _new_window(fields):

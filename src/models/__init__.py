@@ -82,7 +82,7 @@ def load_model(ckpt, config=None, overrides=(), scale=None, device_target=None):
         scale = arch['scale']
     opt = load_config(config, overrides, scale=scale, device_target=device_target,
                       model=None if config else cls.name)
-    setup_device(opt['device_target'])
+    setup_device(opt['device_target'], allow_fast_fp32=opt['allow_fast_fp32'])
     model = create_model(opt)
     expect = scale if scale is not None else (opt['scale'] if given else None)
     return opt, model, model.load_net(ckpt, expect_scale=expect)

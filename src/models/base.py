@@ -210,10 +210,25 @@ class Model:
         """The object infer.py calls as ``runner.run(mode, path, n)`` (and ``describe()``)."""
         raise NotImplementedError
 
+    def validate_images(self, source):
+        """Per-image metric dicts (at least the :attr:`metrics` keys) of the trained network
+        on ``source`` (``(name, hr)`` items; a :class:`src.distributed.ShardedSource` has
+        ``indices``, the images' positions in the whole set, for per-image randomness).
+
+        A model that has it gets :meth:`validate` for free, and its validation is sharded
+        over data-parallel ranks (each evaluates every R-th image, the values are gathered
+        and summarised on every rank); without it, rank 0 validates alone.
+        """
+        raise NotImplementedError
+
+    def shards_validation(self):
+        """Whether data-parallel validation can be sharded (the model has ``validate_images``)."""
+        return type(self).validate_images is not Model.validate_images
+
     def validate(self, source):
         """Metrics of the trained network on ``source`` (``(name, hr)`` items): a dict with
-        :attr:`val_fields`."""
-        raise NotImplementedError
+        :attr:`val_fields`. Default: :meth:`summarize` of :meth:`validate_images`."""
+        return self.summarize(self.validate_images(source))
 
     def validation_text(self, metrics, num_images):
         """One log line (after 'val iter N') describing ``metrics`` and how they were made."""

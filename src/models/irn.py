@@ -24,24 +24,29 @@ OPTIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 class IRNTraining:
     """The IRN objective's training, shared by the models that use it (IRN, IRN-Color):
     :class:`src.loss.IRNWithLoss` on ``self.net``, PyTorch-exact Adam with global-norm
-    clipping, the memory mode of the config. A batch is (HR, fit target); z for the
-    reconstruction branch has the forward output's z shape and comes from ``rng``."""
+    clipping, the memory mode of the config, optional loss scaling. A batch is (HR, fit
+    target); z for the reconstruction branch has the forward output's z shape and comes from
+    ``rng``."""
 
     loss_names = ('l_fit', 'l_ce', 'l_rec')
 
     def setup_training(self, make_reducer=None):
-        from src.amp import apply_amp
+        from src.amp import apply_amp, build_loss_scale
         from src.loss import build_net_with_loss
         from src.optim import build_optimizer, build_train_step
         t = self.opt['train']
         self.net = apply_amp(self.build_net(), t['amp_level'])
         self.optimizer = build_optimizer(self.net, self.opt)
+        self.loss_scale = build_loss_scale(t)  # None unless train.loss_scale (amp O1)
         reducer = make_reducer(self.optimizer.params) if make_reducer else None
         self.step = build_train_step(build_net_with_loss(self.net, self.opt), self.optimizer,
-                                     self.opt, reducer)
+                                     self.opt, reducer, self.loss_scale)
 
     def state_cells(self):
-        return {'net': self.net, 'opt': self.optimizer}
+        cells = {'net': self.net, 'opt': self.optimizer}
+        if self.loss_scale is not None:
+            cells['loss_scale'] = self.loss_scale
+        return cells
 
     def draw_noise(self, rng, lr_shape):
         """This rank's rows of the step's noise: z ~ N(0, I), or with ``train.add_noise_on_y``
@@ -223,10 +228,9 @@ class IRNModel(IRNTraining, Model):
                 ('_up', UpscaleNet(net), (graph_input(3, h, w), graph_input(zc, h, w)),
                  ['lr', 'z'])]
 
-    def validate(self, source):
+    def validate_images(self, source):
         v = self.opt['val']
-        return self.summarize(evaluate(self.net, source, self.opt['scale'], v['z_mode'], v['seed'],
-                                  v['z_draws']))
+        return evaluate(self.net, source, self.opt['scale'], v['z_mode'], v['seed'], v['z_draws'])
 
     def validation_text(self, res, num_images):
         v = self.opt['val']

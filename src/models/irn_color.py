@@ -11,7 +11,6 @@ import os
 
 from src.config import OPTIONAL
 from src.evaluate_color import COLOR_METRICS, evaluate_color
-from src.metrics import mean_metrics
 from src.models.base import Model
 from src.models.irn import IRNTraining
 from src.utils.errors import IRNError
@@ -115,8 +114,8 @@ class IRNColorModel(IRNTraining, Model):
                 r['images'] = {'grey': r.pop('grey'), 'colour': r.pop('colour')}
         return results
 
-    def validate(self, source):
-        return mean_metrics(evaluate_color(self.net, source, self.crop()), COLOR_METRICS)
+    def validate_images(self, source):  # z = 0: no per-image randomness, any shard works
+        return evaluate_color(self.net, source, self.crop())
 
     def validation_text(self, res, num_images):
         return (f"{num_images} images, test_IRN-Color protocol, z = 0, crop {self.crop()}): "

@@ -224,8 +224,19 @@ def dense_conv(pieces, weight, bias, lrelu):
     if _state['ops'] is not None and pieces[0].dtype == ms.float32:
         return _state['ops'][1 if lrelu else 0][len(pieces) - 1](*pieces, weight, bias)
     x = pieces[0] if len(pieces) == 1 else ops.cat(pieces, 1)
-    y = ops.conv2d(x, weight, bias, pad_mode='pad', padding=1)
+    y = conv3x3(x, weight, bias)
     return ops.leaky_relu(y, 0.2) if lrelu else y
+
+
+def conv3x3(x, weight, bias):
+    """MindSpore's own 3x3 convolution, stride 1, zero padding 1, plus ``bias``.
+
+    The ``Conv2D`` primitive, as ``ops.conv2d`` uses it: ``ops.conv2d`` loses its ``pad_mode``
+    argument after MindSpore 2.9 (and ``pad_mode='pad'`` is the only way to ask it for
+    explicit padding before), while the primitive keeps ``pad_mode`` / ``pad``.
+    """
+    y = ops.Conv2D(weight.shape[0], (3, 3), pad_mode='pad', pad=1)(x, weight)
+    return ops.bias_add(y, bias)
 
 
 def exp_scale(h, clamp, half=False):
