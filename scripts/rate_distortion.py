@@ -74,8 +74,8 @@ def central_crop(hr, size, scale):
 
 
 def _scores(out8, gt8, crop):
-    from src.evaluate import _pair_metrics
-    return _pair_metrics(out8, gt8, crop, 'hr')
+    from src.evaluate import pair_metrics
+    return pair_metrics(out8, gt8, crop, 'hr')
 
 
 def codec_baselines(hr, scale, fmt, quality):

@@ -253,7 +253,7 @@ def convert(src, dst, scale=None, model=None):
     from src.models import checkpoint_model, create_model
     cls, _ = checkpoint_model(src)
     if model is not None and cls.name != model:
-        raise IRNError(f'{src}: holds a {cls.name} state_dict, but --model {model} was given')
+        raise IRNError(f'{src}: holds {cls.name} weights, not an {model} net (--model {model})')
     m = create_model(load_config(model=cls.name))
     net = m.load_net(src, expect_scale=scale)
     if scale is not None and net.scale == 1:

@@ -102,6 +102,7 @@ class PlainGrad(nn.Cell):
     def __init__(self, net_with_loss, weights, loss_scale=None):
         super().__init__(auto_prefix=False)
         self.scaled = loss_scale is not None
+        self.net_with_loss = net_with_loss
         objective = net_with_loss if loss_scale is None else _ScaledObjective(net_with_loss,
                                                                              loss_scale)
         self.grad_fn = ops.value_and_grad(objective, None, weights, has_aux=True)

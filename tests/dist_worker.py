@@ -1,11 +1,11 @@
 """msrun worker for tests/test_distributed.py: several data-parallel cases in one job (one
 msrun start-up), each with train.py's own set-up and loop; every rank writes what it ended with.
 
-    dist_worker.py OUT_DIR CASES ARG... : CASES ``plain`` or ``plain,blockwise``; ARG... the
+    dist_worker.py OUT_DIR CASES ARG... : CASES ``train``, ``plain`` or ``plain,blockwise``; ARG... the
     train.py arguments of the first case (it also does train.py's device and parallel
     set-up); the others reuse them with overrides.
 
-Case ``plain``: the default CPU path (oneDNN conv, plain step), then sharded and unsharded
+Case ``train``: training only, for any model. Case ``plain``: the default CPU path (oneDNN conv, plain step), then sharded and unsharded
 validation of the same weights on every rank. Case ``blockwise``: the off-CPU path (MindSpore's
 Conv2D, block-wise ``recompute`` then ``invertible`` steps, the reducer after them) with a stop
 request on rank 1 only. Also the agreement of a rank-local flag
@@ -74,6 +74,9 @@ def main():
     trainer = train.build_trainer(argv)  # plain, oneDNN conv
     rank, size = trainer.rank_id, trainer.rank_size
     trainer.run()
+    if cases == ['train']:  # training alone (any model)
+        dump(trainer, os.path.join(out, f'train_rank{rank}.npz'))
+        return
     sharded = trainer.validate()
     source = ValidationSource(trainer.opt['datasets']['val']['dataroot_GT'], trainer.opt['scale'])
     whole = trainer.model.validate(source)  # this rank alone, every image

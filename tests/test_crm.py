@@ -281,7 +281,7 @@ def test_finetune_config_drives_the_trainer_noise(tmp_path):
             t['y_noise_scale'], t['lr_steps'], t['niter']) == (1e-5, 'l1', True, 0.5, 0.01,
                                                               [100000], 100000)
     trainer = Trainer(opt)
-    assert trainer.model.step.net_with_loss.loss.criterion_forw == 'l1'
+    assert trainer.model.step.grads.net_with_loss.loss.criterion_forw == 'l1'
     ref = np.random.default_rng(t['manual_seed'])
     for _ in range(4):
         expected = draw_step_noise(ref, 2, 3, 9, 16, 16, (0.5, 0.01))

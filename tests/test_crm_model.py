@@ -143,11 +143,12 @@ def test_msrun_two_workers_equal_single_process(tmp_path):
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
     proc = subprocess.run(['msrun', '--worker_num=2', '--local_worker_num=2',
                            f'--master_port={free_port()}', '--join=True',
-                           f'--log_dir={tmp_path / "logs"}', 'tests/dist_worker.py', *args,
+                           f'--log_dir={tmp_path / "logs"}', 'tests/dist_worker.py',
+                           str(tmp_path), 'train', *args,
                            '--output_dir', str(tmp_path / 'dp')], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    r0, r1 = (np.load(tmp_path / 'dp' / 'dp' / f'rank{r}.npz') for r in (0, 1))
+    r0, r1 = (np.load(tmp_path / f'train_rank{r}.npz') for r in (0, 1))
     assert all(np.array_equal(r0[k], r1[k]) for k in r0.files)
     single = train.build_trainer(args + ['--output_dir', str(tmp_path / 'single')])
     single.run()

@@ -139,6 +139,7 @@ class SAINet(nn.Cell):
         rng = np.random.default_rng(seed)
         self.scale, self.e_blocks, self.v_blocks = scale, e_blocks, v_blocks
         self.gmm_components, self.channel_in = gmm_components, channel_in
+        self.lr_channels = channel_in
         haar, channels = [], channel_in
         for _ in range(levels):
             haar.append(HaarDownsampling(channels))
