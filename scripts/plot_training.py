@@ -1,4 +1,4 @@
-"""Figures of a training run, drawn with OpenCV (no matplotlib needed).
+"""Figures of a training run, drawn with matplotlib (Agg backend, no display).
 
     python scripts/plot_training.py --run experiments/IRN_x2_quickstart --val_path data/sample/val
 
@@ -16,59 +16,40 @@ import math
 import os
 import sys
 
-import cv2
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from src.data.io import write_png  # noqa: E402
 from src.train_log import read_csv  # noqa: E402
 from src.utils.cli import run  # noqa: E402
+from src.utils.figures import new_figure, save_png  # noqa: E402
 
-COLORS = {'loss': (0, 0, 0), 'l_rec': (200, 60, 20), 'l_fit': (20, 140, 20), 'l_ce': (30, 30, 210),
-          'psnr_y': (160, 40, 160)}
+COLORS = {'loss': 'black', 'l_rec': '#143cc8', 'l_fit': '#148c14', 'l_ce': '#d21e1e',
+          'psnr_y': '#a028a0'}
 
 
-def _panel(rows, keys, title, log_scale, size=(460, 640)):
-    """One line chart of ``keys`` over ``iter``; returns a BGR image."""
-    h, w = size
-    img = np.full((h, w, 3), 255, np.uint8)
-    left, right, top, bottom = 70, 20, 40, 40
-    cv2.putText(img, title, (left, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    series = {k: [(r['iter'], r[k]) for r in rows if k in r and r[k] > (0 if log_scale else -1e30)
-                  and math.isfinite(r[k])] for k in keys}
-    points = [p for s in series.values() for p in s]
-    if not points:
-        cv2.putText(img, 'no data', (w // 2 - 40, h // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0))
-        return img
-    tf = (lambda v: math.log10(v)) if log_scale else (lambda v: v)
-    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
-    y0, y1 = min(tf(p[1]) for p in points), max(tf(p[1]) for p in points)
-    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
-
-    def xy(p):
-        return (int(left + (p[0] - x0) / (x1 - x0) * (w - left - right)),
-                int(h - bottom - (tf(p[1]) - y0) / (y1 - y0) * (h - top - bottom)))
-
-    cv2.rectangle(img, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
-    for frac in (0.0, 0.5, 1.0):
-        yv = y0 + frac * (y1 - y0)
-        label = f'{10 ** yv:.3g}' if log_scale else f'{yv:.2f}'
-        y = int(h - bottom - frac * (h - top - bottom))
-        cv2.putText(img, label, (5, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-        xv = x0 + frac * (x1 - x0)
-        x = int(left + frac * (w - left - right))
-        cv2.putText(img, f'{xv:.0f}', (x - 10, h - bottom + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, 'iteration', (w // 2 - 30, h - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
-    for i, (key, pts) in enumerate(series.items()):
-        if pts:
-            cv2.polylines(img, [np.array([xy(p) for p in pts], np.int32)], False, COLORS[key], 2,
-                          cv2.LINE_AA)
-        cv2.putText(img, key, (w - right - 60 * (len(series) - i), 25), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.5, COLORS[key], 1, cv2.LINE_AA)
-    return img
+def _panel(ax, rows, keys, title, log_scale):
+    """Draw the line chart of ``keys`` over ``iter`` on ``ax`` (log scale: positive values only)."""
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel('iteration')
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    drawn = False
+    for key in keys:
+        pts = [(r['iter'], r[key]) for r in rows if key in r and math.isfinite(r[key])
+               and (r[key] > 0 or not log_scale)]
+        if pts:  # markers while there are few points (a single one is no line)
+            ax.plot(*zip(*pts), color=COLORS[key], linewidth=1.5, label=key,
+                    marker='o' if len(pts) <= 50 else None, markersize=3)
+            drawn = True
+    if not drawn:
+        ax.text(0.5, 0.5, 'no data', ha='center', va='center', transform=ax.transAxes)
+        return
+    if log_scale:
+        ax.set_yscale('log')
+    ax.grid(True, which='major', alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def loss_curve(run_dir):
@@ -77,33 +58,38 @@ def loss_curve(run_dir):
     if not os.path.isfile(loss_csv):
         from src.utils.errors import IRNError
         raise IRNError(f'{loss_csv}: not found (is --run a training output folder?)')
-    panels = [_panel(read_csv(loss_csv), ['loss', 'l_rec', 'l_fit', 'l_ce'],
-                     'training losses (log scale)', True)]
     val_csv = os.path.join(run_dir, 'val.csv')
-    if os.path.isfile(val_csv) and read_csv(val_csv):
-        panels.append(_panel(read_csv(val_csv), ['psnr_y'], 'validation PSNR Y (dB)', False))
+    val_rows = read_csv(val_csv) if os.path.isfile(val_csv) else []
+    fig = new_figure(640 * (2 if val_rows else 1), 460)
+    axes = fig.subplots(1, 2 if val_rows else 1, squeeze=False)[0]
+    _panel(axes[0], read_csv(loss_csv), ['loss', 'l_rec', 'l_fit', 'l_ce'],
+           'training losses (log scale)', True)
+    if val_rows:
+        _panel(axes[1], val_rows, ['psnr_y'], 'validation PSNR Y (dB)', False)
     path = os.path.join(run_dir, 'loss_curve.png')
-    write_png(path, np.concatenate(panels, axis=1)[..., ::-1])
+    save_png(fig, path)
     return path
 
 
-def _label(img, text):
-    """``img`` under its label (lines separated by newlines, two at most)."""
-    out = np.full((img.shape[0] + 36, img.shape[1], 3), 255, np.uint8)
-    out[36:] = img
-    for i, line in enumerate(text.split('\n')):
-        cv2.putText(out, line, (3, 14 + 16 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-    return out
+def _image_grid(rows, title):
+    """A figure of images (``rows`` of ``(rgb uint8, label)`` cells), each label above its image.
 
-
-def _title(lines, width):
-    """A white band with one line of text per entry (the figure's title)."""
-    band = np.full((8 + 20 * len(lines), width, 3), 255, np.uint8)
-    for i, text in enumerate(lines):
-        cv2.putText(band, text, (6, 20 + 20 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.47, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-    return band
+    Every cell of a row is shown at the size of the row's first image (the LR enlarged with
+    nearest-neighbour pixels).
+    """
+    cols = max(len(r) for r in rows)
+    heights = [r[0][0].shape[0] for r in rows]
+    width = max(r[0][0].shape[1] for r in rows)
+    fig = new_figure(cols * (width + 12), sum(heights) + 44 * len(rows) + 80)
+    fig.suptitle(title, fontsize=9, x=0.01, ha='left')
+    axes = fig.subplots(len(rows), cols, squeeze=False, gridspec_kw={'height_ratios': heights})
+    for ax_row, cells in zip(axes, rows):
+        for ax in ax_row:
+            ax.set_axis_off()
+        for ax, (img, label) in zip(ax_row, cells):
+            ax.imshow(img, interpolation='nearest')
+            ax.set_title(label, fontsize=8, loc='left')
+    return fig
 
 
 def paper_iterations(scale):
@@ -138,8 +124,7 @@ def before_after(run_dir, val_path, count=2, seed=0):
         bic = tensor_to_uint8(imresize(imresize(hr.astype(np.float64), 1 / scale), scale)
                               .transpose(2, 0, 1))
         psnr['bicubic'].append(calculate_psnr(bic, gt, scale, True))
-        cells = [_label(gt[..., ::-1], f'HR\n{name}'),
-                 _label(bic[..., ::-1], f"bicubic\n{psnr['bicubic'][-1]:.2f} dB")]
+        cells = [(gt, f'HR\n{name}'), (bic, f"bicubic\n{psnr['bicubic'][-1]:.2f} dB")]
         down = {tag: Downscaler(net)(hr_t) for tag, net in (('before', before), ('after', after))}
         for tag, net, z_mode in (('before', before, 'zero'), ('after', after, 'zero'),
                                  ('after', after, 'sample')):
@@ -151,24 +136,21 @@ def before_after(run_dir, val_path, count=2, seed=0):
                 psnr[z_mode].append(value)
             if tag == 'after' and z_mode == 'zero':
                 lr_img = tensor_to_uint8(lr.asnumpy()[0])
-                lr_big = cv2.resize(lr_img, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_NEAREST)
-                cells.insert(2, _label(lr_big[..., ::-1], f'IRN LR (after)\nshown x{scale}'))
+                cells.insert(2, (lr_img, f'IRN LR (after)\nshown x{scale}'))
             zt = 'z=0' if z_mode == 'zero' else 'z~N(0,I)'
-            cells.append(_label(sr[..., ::-1], f'IRN {tag}, {zt}\n{value:.2f} dB'))
-        rows.append(np.concatenate(cells, axis=1))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+            cells.append((sr, f'IRN {tag}, {zt}\n{value:.2f} dB'))
+        rows.append(cells)
     loss_csv = os.path.join(run_dir, 'loss.csv')
     iters = int(read_csv(loss_csv)[-1]['iter']) if os.path.isfile(loss_csv) else opt['train']['niter']
     paper = paper_iterations(scale)
     mean = {k: float(np.mean(v)) for k, v in psnr.items()}
-    title = _title([f'IRN x{scale} after {iters:,} training iterations; the paper trains '
-                    f'{paper:,} ({100 * iters / paper:.2g}% of that). Y PSNR under each image.',
-                    'z=0: the upscale the network is sure of (no sampled detail).',
-                    "z~N(0,I): a sampled z (the paper's protocol), noisy until training makes "
-                    'z ~ N(0, I).'], width)
+    title = (f'IRN x{scale} after {iters:,} training iterations; the paper trains '
+             f'{paper:,} ({100 * iters / paper:.2g}% of that). Y PSNR under each image.\n'
+             'z=0: the upscale the network is sure of (no sampled detail).\n'
+             "z~N(0,I): a sampled z (the paper's protocol), noisy until training makes "
+             'z ~ N(0, I).')
     path = os.path.join(run_dir, 'before_after.png')
-    write_png(path, np.concatenate([title] + rows, axis=0)[..., ::-1])
+    save_png(_image_grid(rows, title), path)
     summary = (f'after {iters:,} of the paper\'s {paper:,} iterations, IRN x{scale} upscales at '
                f"{mean['zero']:.2f} dB with z = 0 and {mean['sample']:.2f} dB with a sampled z "
                f"(bicubic {mean['bicubic']:.2f} dB, Y PSNR, {len(rows)} images): the sampled z "

@@ -12,25 +12,25 @@ codec quality:
 bpp = compressed bytes x 8 / HR pixels (headers included, as the authors count it). IRN
 upscales with z ~ N(0, I) (seed ``--seed``, image i uses [seed, i, 0]). PSNR / SSIM are the
 paper's (uint8, RGB and MATLAB Y, ``scale`` px cropped). Writes OUT.csv (per method and
-quality: mean bpp, PSNR, SSIM over the images) and OUT.png (the curves, OpenCV drawing).
+quality: mean bpp, PSNR, SSIM over the images) and OUT.png (the curves, matplotlib).
 """
 import argparse
 import csv
 import os
 import sys
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from src.utils.cli import run  # noqa: E402
 from src.utils.errors import IRNError  # noqa: E402
+from src.utils.figures import new_figure, save_png  # noqa: E402
 
 METHODS = ('jpeg', 'bicubic+jpeg', 'irn+jpeg', 'irn+crm+jpeg')
 FIELDS = ['method', 'quality', 'images', 'bpp', 'psnr_rgb', 'psnr_y', 'ssim_rgb', 'ssim_y']
-COLORS = {'jpeg': (40, 40, 40), 'bicubic+jpeg': (30, 30, 210), 'irn+jpeg': (20, 140, 20),
-          'irn+crm+jpeg': (200, 60, 20)}
+COLORS = {'jpeg': '#282828', 'bicubic+jpeg': '#d21e1e', 'irn+jpeg': '#148c14',
+          'irn+crm+jpeg': '#143cc8'}
 
 
 def parse_args(argv=None):
@@ -136,46 +136,25 @@ def write_csv(path, rows):
                              for k in FIELDS})
 
 
-def plot(path, rows, metric, title, subtitle='', size=(520, 760)):
-    """PSNR-vs-bpp curves, one per method, drawn with OpenCV; writes ``path`` (PNG)."""
-    h, w = size
-    left, right, top, bottom = 70, 170, 72, 50
-    img = np.full((h, w, 3), 255, np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    cv2.putText(img, title, (left, 24), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, subtitle, (left, 44), font, 0.42, (80, 80, 80), 1, cv2.LINE_AA)
-    xs, ys = [r['bpp'] for r in rows], [r[metric] for r in rows if np.isfinite(r[metric])]
-    x0, x1 = 0.0, max(xs) * 1.05
-    y0, y1 = np.floor(min(ys)) - 0.5, np.ceil(max(ys)) + 0.5
-
-    def at(x, y):
-        return (int(left + (x - x0) / (x1 - x0) * (w - left - right)),
-                int(h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom)))
-
-    cv2.rectangle(img, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
-    for k in range(6):
-        xv, yv = x0 + k / 5 * (x1 - x0), y0 + k / 5 * (y1 - y0)
-        cv2.putText(img, f'{xv:.2f}', (at(xv, y0)[0] - 14, h - bottom + 18), font, 0.4,
-                    (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(img, f'{yv:.1f}', (12, at(x0, yv)[1] + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, 'bits per HR pixel', (w // 2 - 100, h - 12), font, 0.45, (0, 0, 0), 1,
-                cv2.LINE_AA)
-    cv2.putText(img, metric.replace('_', ' ').upper() + ' (dB)', (4, top - 8), font, 0.42,
-                (0, 0, 0), 1, cv2.LINE_AA)
-    legend = 0
+def plot(path, rows, metric, title, subtitle=''):
+    """PSNR-vs-bpp curves, one per method, drawn with matplotlib; writes ``path`` (PNG)."""
+    fig = new_figure(760, 520)
+    ax = fig.subplots()
+    fig.suptitle(title, fontsize=11)
+    if subtitle:
+        ax.set_title(subtitle, fontsize=9, color='#505050')
     for method in METHODS:
-        pts = [at(r['bpp'], r[metric]) for r in rows if r['method'] == method]
-        if not pts:
-            continue
-        cv2.polylines(img, [np.array(pts, np.int32)], False, COLORS[method], 2, cv2.LINE_AA)
-        for p in pts:
-            cv2.circle(img, p, 3, COLORS[method], -1, cv2.LINE_AA)
-        y = top + 20 + 22 * legend
-        cv2.line(img, (w - right + 10, y - 4), (w - right + 35, y - 4), COLORS[method], 2)
-        cv2.putText(img, method, (w - right + 40, y), font, 0.42, COLORS[method], 1, cv2.LINE_AA)
-        legend += 1
-    if not cv2.imwrite(path, img):
-        raise IRNError(f'{path}: could not write the figure')
+        pts = [(r['bpp'], r[metric] if np.isfinite(r[metric]) else np.nan) for r in rows
+               if r['method'] == method]
+        if pts:
+            ax.plot(*zip(*pts), marker='o', markersize=4, linewidth=1.5, color=COLORS[method],
+                    label=method)
+    ax.set_xlim(left=0.0)
+    ax.set_xlabel('bits per HR pixel')
+    ax.set_ylabel(metric.replace('_', ' ').upper() + ' (dB)')
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc='upper left', bbox_to_anchor=(1.02, 1.0), fontsize=9)
+    save_png(fig, path)
 
 
 class _Images:
