@@ -59,7 +59,10 @@ def build_optimizer(net, opt):
 class TrainStep(nn.Cell):
     """One optimisation step: losses, gradients, (all-reduce), clipping, Adam.
 
-    ``construct(hr, lr_ref, z_noise, lr)`` -> ``(loss, l_fit, l_ce, l_rec, grad_norm, applied)``.
+    ``construct(*inputs, lr)`` -> ``(*outputs, grad_norm, applied)``, where ``outputs`` is
+    what ``net_with_loss(*inputs)`` returns: the loss to differentiate first, then logged
+    values (for IRN: ``(hr, lr_ref, z_noise, lr)`` -> ``(loss, l_fit, l_ce, l_rec, grad_norm,
+    applied)``). Gradients are taken with respect to the optimizer's parameters only.
     ``grad_reducer`` is an ``nn.DistributedGradReducer`` in data-parallel runs, identity
     otherwise. A non-finite loss or gradient norm skips the update (``applied`` is False).
     """
@@ -72,13 +75,13 @@ class TrainStep(nn.Cell):
         self.grad_fn = ops.value_and_grad(net_with_loss, None, self.weights, has_aux=True)
         self.grad_reducer = grad_reducer if grad_reducer is not None else ops.identity
 
-    def construct(self, hr, lr_ref, z_noise, lr):
-        (loss, l_fit, l_ce, l_rec), grads = self.grad_fn(hr, lr_ref, z_noise)
+    def construct(self, *args):
+        outputs, grads = self.grad_fn(*args[:-1])
         grads = self.grad_reducer(grads)
         norm = self.optimizer.global_norm(grads)
-        ok = ops.logical_and(ops.isfinite(loss), ops.isfinite(norm))
-        norm = self.optimizer(grads, lr, ok)
-        return loss, l_fit, l_ce, l_rec, norm, ok
+        ok = ops.logical_and(ops.isfinite(outputs[0]), ops.isfinite(norm))
+        norm = self.optimizer(grads, args[-1], ok)
+        return outputs + (norm, ok)
 
 
 def resolve_memory_mode(mode):
