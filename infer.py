@@ -1,46 +1,42 @@
-"""IRN on your own images: downscale to an IRN LR, upscale it back, or both.
+"""Use a trained model of the family on your own images.
 
     python infer.py down --ckpt irn_x4.ckpt --input photo.jpg --output lr/
     python infer.py up --ckpt irn_x4.ckpt --input lr/photo.png --output hr/ [--z_mode zero]
     python infer.py roundtrip --ckpt irn_x4.ckpt --input photos/ --output rt/ --tile 512
 
-``down`` accepts any size: the image is reflect-padded (bottom / right) to a multiple of the
-scale and the original size is stored in the LR PNG (text chunk ``irn``), so ``up`` crops back.
-The LR must stay lossless (PNG): IRN hides the high frequencies in its least significant
-details, which JPEG destroys. ``up`` on an LR that was not made by IRN (e.g. a bicubic LR; told
-apart only by the missing metadata) works but gives blurry, artefacted results.
-``--tile N --tile_overlap M`` (HR pixels) bound the memory of large images.
+The model is the one the checkpoint records (or ``--config``'s); each model offers its own
+modes (IRN: ``down``, ``up``, ``roundtrip``; see ``python infer.py --help`` with a checkpoint)
+and flags. IRN's ``down`` accepts any size and stores the original size in the LR PNG, so
+``up`` crops back (src/runner.py). ``--tile N --tile_overlap M`` (HR pixels) bound the memory
+of large images.
 """
 import argparse
-import logging
 import os
 
-import numpy as np
-
-from src.utils.cli import run
+from src.runner import pad_to_multiple  # noqa: F401  (part of this tool's interface)
+from src.utils.cli import model_class_of, run
 from src.utils.errors import IRNError
-
-log = logging.getLogger('irn')
-JPEG = ('.jpg', '.jpeg')
 
 
 def parse_args(argv=None):
-    """Command line: mode, the shared --ckpt/--scale/--device_target, input/output, z, tiling."""
-    parser = argparse.ArgumentParser(description='IRN downscaling / upscaling of your images')
-    parser.add_argument('mode', choices=('down', 'up', 'roundtrip'))
+    """Command line: mode, --ckpt/--config/--scale/--device_target, input/output, tiling, and
+    the model's own flags."""
+    cls = model_class_of(argv)
+    parser = argparse.ArgumentParser(description=f'{cls.name} on your images')
+    parser.add_argument('mode', choices=cls.infer_modes, help=f'{cls.name}: '
+                        + ', '.join(cls.infer_modes))
     parser.add_argument('--ckpt', required=True, help="our .ckpt or the authors' .pth")
-    parser.add_argument('--scale', type=int, choices=(2, 4, 8), help='expected scale (checked)')
+    parser.add_argument('--config', help='the model\'s config (default: what the checkpoint records)')
+    parser.add_argument('--scale', type=int, help='expected scale (checked)')
     parser.add_argument('--device_target', default='CPU', choices=('CPU', 'GPU', 'Ascend'))
     parser.add_argument('--input', required=True, help='an image file or a folder of images')
     parser.add_argument('--output', '--output_dir', dest='output', required=True,
                         help='output folder (or a .png file for a single input)')
-    parser.add_argument('--z_mode', default='sample', choices=('sample', 'zero'),
-                        help='z for upscaling: N(0, I) samples (default) or zeros')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the z sample (default 0)')
     parser.add_argument('--tile', type=int, default=0,
                         help='process in tiles of N HR pixels (0: whole image)')
     parser.add_argument('--tile_overlap', type=int, default=64,
                         help='context shared by neighbouring tiles, HR pixels (default 64)')
+    cls.add_arguments(parser, 'infer')
     return parser.parse_args(argv)
 
 
@@ -54,153 +50,22 @@ def list_inputs(path):
     return [path]
 
 
-def output_path(args, src, n_inputs, suffix=''):
-    """Where the result for ``src`` goes: <output>/<stem><suffix>.png, or --output itself."""
-    out = args.output
-    if n_inputs == 1 and os.path.splitext(out)[1].lower() in ('.png',) + JPEG:
-        base, ext = os.path.splitext(out)
-        path = base + suffix + ext
-    else:
-        path = os.path.join(out, os.path.splitext(os.path.basename(src))[0] + suffix + '.png')
-    if os.path.abspath(path) == os.path.abspath(src):
-        raise IRNError(f'{src}: the output would overwrite the input; choose another --output')
-    return path
-
-
-def lossless(path):
-    """LRs are always PNG: warn and switch the extension when JPEG was asked for."""
-    if path.lower().endswith(JPEG):
-        png = os.path.splitext(path)[0] + '.png'
-        log.warning('%s: an IRN LR must be stored losslessly (JPEG destroys the information '
-                    'IRN hides in it); writing %s instead', path, png)
-        return png
-    return path
-
-
-def write_image(path, img8):
-    """Write an HxWx3 uint8 RGB image as PNG or JPEG (by extension), creating folders."""
-    import cv2
-    from src.data.io import write_png
-    if path.lower().endswith(JPEG):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        if not cv2.imwrite(path, np.ascontiguousarray(img8[:, :, ::-1])):
-            raise IRNError(f'{path}: could not write the JPEG file')
-    else:
-        write_png(path, img8)
-
-
-def pad_to_multiple(img, scale):
-    """Reflect-pad the bottom / right of HxWxC so both sides are multiples of ``scale``."""
-    h, w = img.shape[:2]
-    ph, pw = -h % scale, -w % scale
-    if not ph and not pw:
-        return img
-    mode = 'reflect' if min(h, w) > 1 else 'edge'
-    return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode=mode)
-
-
-class Runner:
-    """Holds the network and the options; one method per mode, one image at a time."""
-
-    def __init__(self, args, rescaler):
-        self.args, self.r, self.s = args, rescaler, rescaler.scale
-
-    def tiles(self):
-        """(tile, overlap) in HR pixels."""
-        return self.args.tile, self.args.tile_overlap
-
-    def downscale(self, path):
-        """Read an image, pad it, downscale: returns (hr uint8 unpadded, lr uint8, meta)."""
-        from src.data.io import read_image_uint8, uint8_to_float
-        from src.lrfile import as_uint8
-        hr8 = read_image_uint8(path)
-        h, w = hr8.shape[:2]
-        lr = self.r.down(uint8_to_float(pad_to_multiple(hr8, self.s)), *self.tiles())
-        meta = {'scale': self.s, 'height': h, 'width': w, 'blocks': self.r.net.block_num,
-                'source': os.path.basename(path)}
-        return hr8, as_uint8(lr), meta
-
-    def upscale(self, lr8, meta, name):
-        """LR uint8 (+ metadata or None) -> HR uint8, cropped to the original size."""
-        from src.data.io import uint8_to_float
-        from src.inference import make_z
-        from src.lrfile import as_uint8, lr_size
-        h, w = lr8.shape[:2]
-        if meta is not None:
-            if meta['scale'] != self.s:
-                raise IRNError(f'{name}: this LR was made at x{meta["scale"]}, but the '
-                               f'checkpoint is x{self.s}')
-            want = lr_size(meta['height'], meta['width'], self.s)
-            if (h, w) != want:
-                raise IRNError(f'{name}: LR is {h}x{w}, but its IRN metadata (HR '
-                               f'{meta["height"]}x{meta["width"]} at x{self.s}) needs '
-                               f'{want[0]}x{want[1]}; was it resized?')
-        z = make_z(self.r.z_shape(h, w), self.args.z_mode, self.args.seed)
-        hr = self.r.up(uint8_to_float(lr8), z, *self.tiles())
-        if meta is not None:
-            hr = hr[:meta['height'], :meta['width']]
-        return as_uint8(hr)
-
-    def down(self, path, n):
-        """Mode ``down``: write the IRN LR PNG with its metadata."""
-        from src.lrfile import write_lr_png
-        _, lr8, meta = self.downscale(path)
-        out = lossless(output_path(self.args, path, n))
-        write_lr_png(out, lr8, meta)
-        return f'{path} {meta["height"]}x{meta["width"]} -> {out} {lr8.shape[0]}x{lr8.shape[1]}'
-
-    def up(self, path, n):
-        """Mode ``up``: read an LR (checking its metadata), write the upscaled image."""
-        from src.data.io import read_bytes, decode_raw, to_rgb_uint8
-        from src.lrfile import read_lr_meta
-        data = read_bytes(path)
-        raw = decode_raw(data, path)
-        if raw.dtype != np.uint8 or raw.ndim != 3 or raw.shape[2] != 3:
-            log.warning('%s: an IRN LR is an 8-bit RGB PNG; converting %s %s', path,
-                        raw.dtype, raw.shape)
-        meta = read_lr_meta(path, data)
-        if meta is None:
-            log.warning('%s: no IRN metadata, so probably not made by `infer.py down` (e.g. a '
-                        'bicubic or re-saved LR). IRN upscales such LRs poorly (blur, '
-                        'artefacts) and the output is not cropped to an original size', path)
-        hr8 = self.upscale(to_rgb_uint8(raw, path), meta, path)
-        out = output_path(self.args, path, n)
-        write_image(out, hr8)
-        return f'{path} {raw.shape[0]}x{raw.shape[1]} -> {out} {hr8.shape[0]}x{hr8.shape[1]}'
-
-    def roundtrip(self, path, n):
-        """Mode ``roundtrip``: down then up in memory; print PSNR (RGB and Y) against the input."""
-        from src.lrfile import write_lr_png
-        from src.metrics import calculate_psnr
-        hr8, lr8, meta = self.downscale(path)
-        sr8 = self.upscale(lr8, meta, path)
-        write_lr_png(lossless(output_path(self.args, path, n, '_lr')), lr8, meta)
-        write_image(output_path(self.args, path, n, '_rt'), sr8)
-        psnr = calculate_psnr(sr8, hr8)
-        psnr_y = calculate_psnr(sr8, hr8, test_y_channel=True)
-        return (f'{path} {hr8.shape[0]}x{hr8.shape[1]}: round trip PSNR {psnr:.2f} dB RGB, '
-                f'{psnr_y:.2f} dB Y (whole image, no border crop)')
-
-
 def main(argv=None):
     """Entry point: load the network once, then process every input image."""
     args = parse_args(argv)
     if args.tile < 0 or args.tile_overlap < 0:
         raise IRNError('--tile and --tile_overlap must be >= 0')
-    inputs = list_inputs(args.input)
-    from src.inference import Rescaler, load_network
-    from src.utils.device import setup_device
-    setup_device(args.device_target)
-    net = load_network(args.ckpt, args.scale)
     if args.tile and args.tile_overlap >= args.tile:
         raise IRNError(f'--tile_overlap {args.tile_overlap} must be smaller than --tile '
                        f'{args.tile}')
-    runner = Runner(args, Rescaler(net))
-    z = 'z = 0' if args.z_mode == 'zero' else f'z ~ N(0, I), seed {args.seed}'
-    tiles = f', tiles {args.tile} overlap {args.tile_overlap}' if args.tile else ''
-    print(f'IRN x{net.scale} {args.mode} ({args.ckpt}; {z}{tiles})')
+    inputs = list_inputs(args.input)
+    from src.models import load_model
+    _, model, net = load_model(args.ckpt, args.config, scale=args.scale,
+                               device_target=args.device_target)
+    runner = model.runner(args, net)
+    print(f'{model.name} x{net.scale} {args.mode} ({args.ckpt}; {runner.describe()})')
     for path in inputs:
-        print(getattr(runner, args.mode)(path, len(inputs)), flush=True)
+        print(runner.run(args.mode, path, len(inputs)), flush=True)
     return 0
 
 

@@ -1,40 +1,38 @@
-"""Evaluate an IRN checkpoint on test sets with the paper's protocol.
+"""Evaluate a checkpoint of any model of the family with its authors' protocol.
 
     python val.py --config src/options/test_IRN_x4.yml --ckpt irn_x4.ckpt \
         --data_path datasets/Set5 datasets/Set14 /data/DIV2K [--z_mode sample --z_draws 5 --seed 0]
         [--report results/x4.json] [--save_images]
 
-Each HR image is mod-cropped to the scale, downscaled by the network, quantised to 8 bit and
-upscaled with z = 0 or z ~ N(0, I) (seeded; metrics averaged over the draws). PSNR / SSIM are
-computed on uint8 images, RGB and MATLAB Y, with ``scale`` pixels cropped from every border;
-the IRN LR is scored against the rounded MATLAB-bicubic LR (no crop). See src/evaluate.py.
+The model is the config's ``model:`` (or, without --config, the one the checkpoint records, with
+its test config). For IRN: each HR image is mod-cropped to the scale, downscaled, quantised to
+8 bit and upscaled with z = 0 or z ~ N(0, I) (seeded; metrics averaged over the draws); PSNR /
+SSIM on uint8 images, RGB and MATLAB Y, ``scale`` pixels cropped from every border; the LR is
+scored against the rounded MATLAB-bicubic LR (no crop). Each model's own protocol is printed
+with its results and written into every report row.
 """
 import logging
 import os
 import sys
 
-import numpy as np
-
-from src.utils.cli import common_parser, run
+from src.utils.cli import common_parser, model_class_of, run
 from src.utils.errors import IRNError
 
 log = logging.getLogger('irn')
 
 
 def parse_args(argv=None):
-    """Command line: shared flags plus data paths, z protocol, report and image options."""
-    parser = common_parser('Evaluate IRN (PSNR / SSIM, RGB and Y, LR quality)')
+    """Command line: shared flags, data paths, report and image options, the model's own flags."""
+    parser = common_parser('Evaluate a model of the IRN family (PSNR / SSIM and its own metrics)')
     parser.add_argument('--data_path', nargs='+', metavar='PATH',
                         help='test sets: image folders, LMDBs or a DIV2K root (DIV2K_valid_HR)')
-    parser.add_argument('--z_mode', choices=('sample', 'zero'), help='default: val.z_mode')
-    parser.add_argument('--z_draws', type=int, help='z draws averaged (default: val.z_draws)')
-    parser.add_argument('--seed', type=int, help='seed of the z draws (default: val.seed)')
     parser.add_argument('--report', metavar='OUT.json',
                         help='write the report as JSON and, beside it, as CSV (OUT.csv)')
     parser.add_argument('--save_images', action='store_true',
-                        help='write SR, IRN LR, bicubic LR and GT pngs under --output_dir')
+                        help='write the output images of every set under --output_dir')
     parser.add_argument('--max_images', type=int, help='only the first N images of each set')
     parser.add_argument('--no_progress', action='store_true', help='no progress bar')
+    model_class_of(argv).add_arguments(parser, 'val')
     return parser.parse_args(argv)
 
 
@@ -53,65 +51,50 @@ def set_names(paths):
 
 
 class _Images:
-    """Iterates a ValidationSource with a progress bar; saves GT and bicubic LR if asked."""
+    """Iterates a ValidationSource with a progress bar; saves each GT image if asked."""
 
-    def __init__(self, source, desc, scale, save_dir=None, progress=True):
-        self.source, self.desc, self.scale = source, desc, scale
-        self.save_dir, self.progress = save_dir, progress
+    def __init__(self, source, desc, save_dir=None, progress=True):
+        self.source, self.desc, self.save_dir, self.progress = source, desc, save_dir, progress
 
     def __len__(self):
         return len(self.source)
 
     def __iter__(self):
         from tqdm import tqdm
-        from src.data.bicubic import imresize
         from src.data.io import write_png
         items = tqdm(self.source, total=len(self.source), desc=self.desc, unit='img',
                      file=sys.stderr, disable=not self.progress, leave=False)
         for name, hr in items:
             if self.save_dir:
                 write_png(os.path.join(self.save_dir, 'GT', name + '.png'), hr)
-                bic = imresize(hr.astype(np.float64), 1.0 / self.scale)
-                write_png(os.path.join(self.save_dir, 'LR_bicubic', name + '.png'), bic)
             yield name, hr
 
 
 def default_config(args):
-    """--config, else src/options/test_IRN_x<scale>.yml for --scale or the checkpoint's scale."""
+    """--config, else the checkpoint's model's test config for --scale or the recorded scale."""
     if args.config:
         return args.config
-    scale = args.scale
-    if scale is None and args.ckpt:
-        from src.utils.checkpoint import read_weights
-        blocks = read_weights(args.ckpt)[1]
-        scale = 2 ** len(blocks) if blocks else None
-    if scale is None:
-        raise IRNError('pass --config src/options/test_IRN_x<scale>.yml or --scale')
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), 'src', 'options',
-                        f'test_IRN_x{scale}.yml')
+    from src.models import default_config as for_checkpoint
+    path = for_checkpoint(args.ckpt, args.scale) if args.ckpt or args.scale else None
+    if path is None:
+        raise IRNError('pass --config src/options/test_<model>.yml (or --scale for IRN)')
+    return path
 
 
 def resolve_options(args, opt):
-    """Merge command-line choices over the config: data paths, z protocol, output folder."""
+    """Data paths, checkpoint, image limit and output folder from the command line / config."""
     paths = args.data_path or opt['test']['dataroots'] or (
         [opt['datasets']['val']['dataroot_GT']] if opt['datasets']['val']['dataroot_GT'] else [])
     if not paths:
         raise IRNError('no test set given: pass --data_path (folders or a DIV2K root) or set '
                        'test.dataroots in the config')
-    val = opt['val']
-    z_mode = args.z_mode or val['z_mode']
-    draws = 1 if z_mode == 'zero' else (args.z_draws if args.z_draws is not None
-                                        else val['z_draws'])
-    if draws < 1:
-        raise IRNError(f'--z_draws must be >= 1, got {draws}')
-    seed = args.seed if args.seed is not None else val['seed']
     ckpt = args.ckpt or opt['path']['pretrain_model_G']
     if not ckpt:
         raise IRNError('no checkpoint: pass --ckpt (our .ckpt or the authors\' .pth) or set '
                        'path.pretrain_model_G')
     max_images = args.max_images if args.max_images is not None else opt['test']['max_images']
     out_dir = args.output_dir or os.path.join(opt['path']['root'], opt['name'])
-    return paths, z_mode, draws, seed, ckpt, max_images, out_dir
+    return paths, ckpt, max_images, out_dir
 
 
 def main(argv=None):
@@ -120,52 +103,44 @@ def main(argv=None):
     from src.config import load_config
     from src.data.io import write_png
     from src.data.sources import ValidationSource
-    from src.evaluate import evaluate, summarize
-    from src.inference import load_network
-    from src.report import image_table, protocol_text, set_table, write_csv, write_json
+    from src.models import create_model
+    from src.report import image_table, set_table, write_csv, write_json
+    from src.utils.checkpoint import describe_arch
     from src.utils.device import setup_device
     opt = load_config(default_config(args), args.overrides, scale=args.scale,
                       device_target=args.device_target)
-    paths, z_mode, draws, seed, ckpt, max_images, out_dir = resolve_options(args, opt)
-    scale = opt['scale']
+    paths, ckpt, max_images, out_dir = resolve_options(args, opt)
+    model = create_model(opt)
+    protocol = model.eval_protocol(args)
     setup_device(opt['device_target'])
-    net = load_network(ckpt, scale, opt['network_G']['block_num'])
-    if net.block_num != opt['network_G']['block_num']:
-        log.warning('%s records blocks %s; using them instead of the config\'s %s',
-                    ckpt, net.block_num, opt['network_G']['block_num'])
-    protocol = {'scale': scale, 'z_mode': z_mode, 'z_draws': draws, 'seed': seed,
-                'crop': scale, 'uint8': True, 'y': 'MATLAB rgb2ycbcr (float)',
-                'lr_reference': 'rounded MATLAB bicubic, no crop'}
-    print(f'IRN evaluation: {ckpt} (blocks {net.block_num})')
-    print(protocol_text(protocol))
+    net = model.load_net(ckpt, expect_scale=opt['scale'])
+    print(f'{model.name} evaluation: {ckpt} ({describe_arch(net.arch())})')
+    print(model.protocol_text(protocol))
     sets = {}
     for name, path in zip(set_names(paths), paths):
-        source = ValidationSource(path, scale, max_images)
+        source = ValidationSource(path, opt['scale'], max_images)
         save_dir = os.path.join(out_dir, name) if args.save_images else None
-        images = _Images(source, name, scale, save_dir, not args.no_progress)
-        results = evaluate(net, images, scale, z_mode=z_mode, seed=seed, draws=draws,
-                           keep_images=args.save_images)
+        images = _Images(source, name, save_dir, not args.no_progress)
+        results = model.evaluate_set(net, images, protocol, keep_images=args.save_images)
         for r in results:
-            lr, sr = r.pop('lr', None), r.pop('sr', None)
-            if save_dir:
-                write_png(os.path.join(save_dir, 'LR', r['name'] + '.png'), lr)
-                write_png(os.path.join(save_dir, 'SR', r['name'] + '.png'), sr)
-        sets[name] = {'path': os.path.abspath(path), 'mean': summarize(results),
+            for kind, img in r.pop('images', {}).items():
+                write_png(os.path.join(save_dir, kind, r['name'] + '.png'), img)
+        sets[name] = {'path': os.path.abspath(path), 'mean': model.summarize(results),
                       'images': results}
         print()
-        print(image_table(name, results))
+        print(image_table(name, results, model.report_columns))
     print()
-    print(f'Summary ({protocol_text(protocol)})')
-    print(set_table(sets))
-    report = {'checkpoint': os.path.abspath(ckpt), 'block_num': net.block_num,
+    print(f'Summary ({model.protocol_text(protocol)})')
+    print(set_table(sets, model.report_columns))
+    report = {'model': model.name, 'checkpoint': os.path.abspath(ckpt), 'arch': net.arch(),
               'protocol': protocol, 'command': ' '.join(sys.argv), 'sets': sets}
     if args.report:
         base = os.path.splitext(args.report)[0]
         write_json(base + '.json', report)
-        write_csv(base + '.csv', report)
+        write_csv(base + '.csv', report, model.metrics)
         print(f'report: {base}.json, {base}.csv')
     if args.save_images:
-        print(f'images: {out_dir}/<set>/{{SR,LR,LR_bicubic,GT}}/')
+        print(f'images: {out_dir}/<set>/<kind>/ (GT and the model\'s outputs)')
     return 0
 
 

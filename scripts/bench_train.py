@@ -25,9 +25,7 @@ def run_one(args):
     import mindspore as ms
     from mindspore import Tensor
     from src.config import load_config
-    from src.loss import build_net_with_loss
-    from src.network import build_network
-    from src.optim import build_optimizer, build_train_step
+    from src.models import create_model
     from src.network.fast_conv import backend
     from src.utils.device import setup_device
 
@@ -38,8 +36,9 @@ def run_one(args):
     if args.micro_batch:
         overrides.append(f'train.micro_batch={args.micro_batch}')
     opt = load_config(os.path.join(ROOT, 'src', 'options', f'train_IRN_x{s}.yml'), overrides)
-    net = build_network(opt)
-    step = build_train_step(build_net_with_loss(net, opt), build_optimizer(net, opt), opt)
+    model = create_model(opt)
+    model.setup_training()
+    net, step = model.net, model.step
     rng = np.random.default_rng(0)
     hr = Tensor(rng.random((b, 3, p, p), dtype=np.float32))
     lr_ref = Tensor(rng.random((b, 3, p // s, p // s), dtype=np.float32))

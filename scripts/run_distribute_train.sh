@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Data-parallel IRN training with msrun (one process per device, gradients averaged).
-#   bash scripts/run_distribute_train.sh SCALE DATA_PATH [DEVICE_NUM] [DEVICE_TARGET] [section.key=value ...]
+# Data-parallel training of a model of the IRN family with msrun (one process per device,
+# gradients averaged).
+#   bash scripts/run_distribute_train.sh SCALE|CONFIG DATA_PATH [DEVICE_NUM] [DEVICE_TARGET] [section.key=value ...]
+# SCALE: src/options/train_IRN_x<SCALE>.yml; CONFIG: any config of the family.
 # DEVICE_NUM: number of workers (default 8 on Ascend/GPU, 2 on CPU).
 # DEVICE_TARGET: CPU|GPU|Ascend (default Ascend if npu-smi works, GPU if nvidia-smi works, else CPU).
 # datasets.train.batch_size is the global batch, split over the workers; rank 0 alone logs and
@@ -10,12 +12,11 @@
 # Old Ascend set-ups with a rank table file: scripts/run_distribute_train_ranktable.sh.
 set -euo pipefail
 
-USAGE="SCALE(2|4|8) DATA_PATH [DEVICE_NUM] [CPU|GPU|Ascend] [section.key=value ...]"
+USAGE="SCALE|CONFIG DATA_PATH [DEVICE_NUM] [CPU|GPU|Ascend] [section.key=value ...]"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [ $# -ge 2 ] || usage "expected at least SCALE and DATA_PATH"
-SCALE=$1; DATA=$2; shift 2
-check_scale "$SCALE"
+resolve_config train "$1"; DATA=$2; shift 2
 check_dir DATA_PATH "$DATA"
 DEVICE_NUM=""; DEVICE_TARGET=${DEVICE_TARGET:-}
 if [ $# -gt 0 ] && [[ "$1" != *=* ]]; then
@@ -38,7 +39,6 @@ fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DATA=$(cd "$DATA" && pwd)
-CONFIG="$ROOT/src/options/train_IRN_x${SCALE}.yml"
 OUTPUT_DIR=${OUTPUT_DIR:-$ROOT/experiments}
 OUTPUT_DIR=$(realpath -m "$OUTPUT_DIR")
 VAL_ARGS=()

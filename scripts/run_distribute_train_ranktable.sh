@@ -1,18 +1,17 @@
 #!/usr/bin/env bash
 # Data-parallel IRN training on Ascend with a rank table file (older set-ups without msrun).
-#   bash scripts/run_distribute_train_ranktable.sh RANK_TABLE_FILE SCALE DATA_PATH [DEVICE_NUM] [section.key=value ...]
+#   bash scripts/run_distribute_train_ranktable.sh RANK_TABLE_FILE SCALE|CONFIG DATA_PATH [DEVICE_NUM] [section.key=value ...]
 # Starts DEVICE_NUM (default 8) processes in the background, device i = rank i, each in
 # OUTPUT_DIR/<name>/device<i>/ with its own output file; rank 0 writes train.log and checkpoints.
 # Environment: VAL_PATH, OUTPUT_DIR (default <repo>/experiments), PYTHON, DRY_RUN=1.
 set -euo pipefail
 
-USAGE="RANK_TABLE_FILE SCALE(2|4|8) DATA_PATH [DEVICE_NUM] [section.key=value ...]"
+USAGE="RANK_TABLE_FILE SCALE|CONFIG DATA_PATH [DEVICE_NUM] [section.key=value ...]"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [ $# -ge 3 ] || usage "expected RANK_TABLE_FILE, SCALE and DATA_PATH"
-TABLE=$1; SCALE=$2; DATA=$3; shift 3
+TABLE=$1; resolve_config train "$2"; DATA=$3; shift 3
 [ -f "$TABLE" ] || usage "RANK_TABLE_FILE '$TABLE' is not a file"
-check_scale "$SCALE"
 check_dir DATA_PATH "$DATA"
 DEVICE_NUM=8
 if [ $# -gt 0 ] && [[ "$1" != *=* ]]; then
@@ -24,7 +23,6 @@ check_overrides "$@"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TABLE=$(cd "$(dirname "$TABLE")" && pwd)/$(basename "$TABLE")
 DATA=$(cd "$DATA" && pwd)
-CONFIG="$ROOT/src/options/train_IRN_x${SCALE}.yml"
 OUTPUT_DIR=${OUTPUT_DIR:-$ROOT/experiments}
 OUTPUT_DIR=$(realpath -m "$OUTPUT_DIR")
 VAL_ARGS=()

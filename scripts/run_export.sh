@@ -1,5 +1,6 @@
 #!/bin/bash
-# Export a trained IRN as two graphs (<prefix>_down, <prefix>_up).
+# Export a trained model of the IRN family as inference graphs (IRN: <prefix>_down, <prefix>_up).
+# SCALE is checked against the checkpoint, whose record decides the model.
 # usage: bash scripts/run_export.sh SCALE CKPT [FILE_FORMAT] [FILE_NAME] [HEIGHT WIDTH]
 #   FILE_FORMAT: MINDIR (default, dynamic H/W) | ONNX (needs HEIGHT WIDTH) | AIR (Ascend only)
 usage="usage: bash scripts/run_export.sh SCALE CKPT [MINDIR|ONNX|AIR] [FILE_NAME] [HEIGHT WIDTH]"
@@ -11,7 +12,7 @@ SCALE=$1
 CKPT=$2
 FORMAT=${3:-MINDIR}
 NAME=${4:-irn_x$SCALE}
-case "$SCALE" in 2|4|8) ;; *) echo "error: SCALE must be 2, 4 or 8, got '$SCALE'" >&2; echo "$usage" >&2; exit 2;; esac
+[[ "$SCALE" =~ ^[1-9][0-9]*$ ]] || { echo "error: SCALE must be a positive integer, got '$SCALE'" >&2; echo "$usage" >&2; exit 2; }
 case "$FORMAT" in MINDIR|ONNX|AIR) ;; *) echo "error: FILE_FORMAT must be MINDIR, ONNX or AIR, got '$FORMAT'" >&2; exit 2;; esac
 if [ ! -f "$CKPT" ]; then
     echo "error: $CKPT: checkpoint not found" >&2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Train IRN on one device.
-#   bash scripts/run_standalone_train.sh SCALE DATA_PATH [section.key=value ...]
-# SCALE: 2, 4 or 8 (uses src/options/train_IRN_x<SCALE>.yml). DATA_PATH: a DIV2K root (holding
+# Train a model of the IRN family on one device.
+#   bash scripts/run_standalone_train.sh SCALE|CONFIG DATA_PATH [section.key=value ...]
+# SCALE: uses src/options/train_IRN_x<SCALE>.yml; CONFIG: any config, e.g.
+# src/options/train_IRN_color.yml (the model is its `model:`). DATA_PATH: a DIV2K root (holding
 # DIV2K_train_HR, and DIV2K_valid_HR for validation), a folder of images, or an LMDB.
 # Environment: DEVICE_TARGET (CPU|GPU|Ascend; default GPU if nvidia-smi works, else CPU),
 # VAL_PATH (validation images), OUTPUT_DIR (default <repo>/experiments), PYTHON (default python),
@@ -9,18 +10,16 @@
 # checkpoint in the output directory.
 set -euo pipefail
 
-USAGE="SCALE(2|4|8) DATA_PATH [section.key=value ...]"
+USAGE="SCALE|CONFIG DATA_PATH [section.key=value ...]"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [ $# -ge 2 ] || usage "expected at least SCALE and DATA_PATH"
-SCALE=$1; DATA=$2; shift 2
-check_scale "$SCALE"
+resolve_config train "$1"; DATA=$2; shift 2
 check_dir DATA_PATH "$DATA"
 check_overrides "$@"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DATA=$(cd "$DATA" && pwd)
-CONFIG="$ROOT/src/options/train_IRN_x${SCALE}.yml"
 OUTPUT_DIR=${OUTPUT_DIR:-$ROOT/experiments}
 OUTPUT_DIR=$(realpath -m "$OUTPUT_DIR")
 

@@ -1,7 +1,9 @@
 """Experiment configuration: yaml files with the authors' key names, validated, with overrides.
 
-Every key a config may hold is declared in ``SCHEMA`` with its type and default; a file or a
-``section.key=value`` override naming anything else is an error that names the key.
+Every key a config may hold is declared with its type and default: ``SCHEMA`` holds the keys
+the family shares (base IRN's), and the model named by ``model:`` adds its own
+(``Model.SCHEMA``, see src/models/). A file or a ``section.key=value`` override naming
+anything else is an error that names the key.
 """
 import ast
 import copy
@@ -105,7 +107,6 @@ SCHEMA = {
 
 CHOICES = {
     'device_target': ('CPU', 'GPU', 'Ascend'),
-    'scale': (2, 4, 8),
     'network_G.which_model_G.subnet_type': ('DBNet',),
     'train.lr_scheme': ('MultiStepLR', 'CosineAnnealingLR_Restart'),
     'train.pixel_criterion_forw': ('l2',),
@@ -163,12 +164,30 @@ def _merge(dst, src, schema, prefix, source):
             dst[key] = _coerce(value, spec[0], where, source)
 
 
-def _set_path(opt, dotted, value, source):
+def _overlay(base, extra):
+    """``base`` with the keys of ``extra`` added or replaced (sections merged recursively)."""
+    out = dict(base)
+    for key, spec in extra.items():
+        if isinstance(spec, dict) and isinstance(out.get(key), dict):
+            out[key] = _overlay(out[key], spec)
+        else:
+            out[key] = spec
+    return out
+
+
+def model_schema(name, source='config'):
+    """(schema, choices, Model class) of the model registered as ``name``."""
+    from src.models import model_class
+    cls = model_class(name, source)
+    return _overlay(SCHEMA, cls.SCHEMA), {**CHOICES, **cls.CHOICES}, cls
+
+
+def _set_path(opt, dotted, value, schema, source):
     parts = dotted.split('.')
     nested = value
     for part in reversed(parts):
         nested = {part: nested}
-    _merge(opt, nested, SCHEMA, '', source)
+    _merge(opt, nested, schema, '', source)
 
 
 def parse_override(text):
@@ -192,37 +211,48 @@ def load_config(path=None, overrides=(), **flags):
     """Load ``path`` over the defaults, apply ``key=value`` overrides and common CLI flags.
 
     ``flags`` are the shared command-line options (scale, device_target, data_path, ...) and
-    win over the file; None values are ignored. Returns a plain nested dict.
+    win over the file; None values are ignored. The model (flag ``model``, an override
+    ``model=...`` or the file's ``model:``; default ``IRN``) decides which keys are allowed.
+    Returns a plain nested dict.
     """
-    opt = _defaults(SCHEMA)
-    if path is not None:
-        if not os.path.isfile(path):
-            raise IRNError(f'{path}: config file not found')
-        try:
-            with open(path, encoding='utf-8') as f:
-                data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, 'problem_mark', None)
-            line = f' at line {mark.line + 1}' if mark else ''
-            raise IRNError(f'{path}: invalid yaml{line}') from None
-        if not isinstance(data, dict):
-            raise IRNError(f'{path}: the top level must be a mapping of keys')
-        _merge(opt, data, SCHEMA, '', path)
-    for text in overrides:
-        _set_path(opt, *parse_override(text), source=f"override '{text}'")
+    data = read_yaml(path) if path is not None else {}
+    parsed = [(text, *parse_override(text)) for text in overrides]
+    name = flags.get('model') or next((v for _, k, v in parsed if k == 'model'), None) \
+        or data.get('model') or 'IRN'
+    schema, choices, cls = model_schema(name, path or f"model '{name}'")
+    opt = _defaults(schema)
+    _merge(opt, data, schema, '', path)
+    for text, key, value in parsed:
+        _set_path(opt, key, value, schema, f"override '{text}'")
+    opt['model'] = name
     scale = flags.get('scale')
     if scale is not None:
         opt['scale'] = scale
-        opt['network_G']['scale'] = scale
-        opt['network_G']['block_num'] = [8] * {2: 1, 4: 2, 8: 3}.get(scale, 0) \
-            if path is None else opt['network_G']['block_num']
+        if path is None:
+            cls.default_layout(opt, scale)
     if flags.get('device_target'):
         opt['device_target'] = flags['device_target']
     if flags.get('data_path'):
         opt['datasets']['train']['dataroot_GT'] = flags['data_path']
     if flags.get('output_dir'):
         opt['path']['root'] = flags['output_dir']
-    return validate(opt, path or '<defaults>')
+    return validate(opt, path or '<defaults>', choices, cls)
+
+
+def read_yaml(path):
+    """The mapping a yaml config file holds; IRNError naming the file when it is unreadable."""
+    if not os.path.isfile(path):
+        raise IRNError(f'{path}: config file not found')
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, 'problem_mark', None)
+        line = f' at line {mark.line + 1}' if mark else ''
+        raise IRNError(f'{path}: invalid yaml{line}') from None
+    if not isinstance(data, dict):
+        raise IRNError(f'{path}: the top level must be a mapping of keys')
+    return data
 
 
 def _get(opt, dotted):
@@ -231,24 +261,15 @@ def _get(opt, dotted):
     return opt
 
 
-def validate(opt, source):
-    """Check cross-key consistency; fill derived defaults (lambda_fit_forw = scale**2)."""
-    for dotted, choices in CHOICES.items():
-        if _get(opt, dotted) not in choices:
-            raise IRNError(f'{source}: {dotted} must be one of {list(choices)}, got {_get(opt, dotted)!r}')
-    scale, net = opt['scale'], opt['network_G']
-    block_num = net['block_num']
-    if not block_num or not all(isinstance(b, int) and b > 0 for b in block_num):
-        raise IRNError(f'{source}: network_G.block_num must be a list of positive ints, got {block_num!r}')
-    if 2 ** len(block_num) != scale or net['scale'] != scale:
-        raise IRNError(f'{source}: scale {scale} needs {scale.bit_length() - 1} levels in '
-                       f'network_G.block_num (got {block_num}) and network_G.scale {scale} '
-                       f'(got {net["scale"]})')
-    if net['in_nc'] != 3 or net['out_nc'] != 3:
-        raise IRNError(f'{source}: network_G.in_nc / out_nc must be 3 (RGB)')
+def validate(opt, source, choices, cls):
+    """Check the values and cross-key consistency (the model's own checks included)."""
+    for dotted, allowed in choices.items():
+        if _get(opt, dotted) not in allowed:
+            raise IRNError(f'{source}: {dotted} must be one of {list(allowed)}, got {_get(opt, dotted)!r}')
+    scale = opt['scale']
+    opt['network_G']['scale'] = scale  # as the authors' options.parse does
+    cls.check_config(opt, source)
     train = opt['train']
-    if train['lambda_fit_forw'] is None:
-        train['lambda_fit_forw'] = float(scale ** 2)
     batch = opt['datasets']['train']['batch_size']
     micro = train['micro_batch']  # None: each device's whole batch at once
     if micro is not None and (micro <= 0 or batch % micro):

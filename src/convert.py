@@ -232,6 +232,12 @@ def torch_state_to_ours(state, path='<state>'):
     return weights, block_num
 
 
+def torch_to_irn(state, path):
+    """:func:`torch_state_to_ours` returning ``(weights, architecture record)``."""
+    weights, block_num = torch_state_to_ours(state, path)
+    return weights, {'net': 'InvRescaleNet', 'scale': 2 ** len(block_num), 'block_num': block_num}
+
+
 def convert(src, dst, scale=None):
     """Convert ``src`` (.pth) to ``dst`` (.ckpt); checks every key and shape. Returns block_num."""
     from src.network import InvRescaleNet
@@ -242,7 +248,8 @@ def convert(src, dst, scale=None):
                        f'but --scale {scale} was given')
     net = InvRescaleNet(block_num)
     load_weights(net, src)  # checks names and shapes against a real network
-    save_weights({p.name: p.asnumpy() for p in net.get_parameters()}, dst, block_num)
+    save_weights({p.name: p.asnumpy() for p in net.get_parameters()}, dst,
+                 {'model': 'IRN', **net.arch()})
     return block_num
 
 

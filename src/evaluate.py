@@ -6,14 +6,13 @@ z = 0 or z ~ N(0, I) drawn by numpy from a generator seeded by ``(seed, image in
 every border. The metrics of several draws are averaged. The LR is scored too: PSNR / SSIM of
 the quantised IRN LR against the rounded MATLAB-bicubic LR, without cropping.
 """
-import math
 
 import numpy as np
 import mindspore as ms
 from mindspore import nn
 
 from src.data.bicubic import imresize
-from src.metrics import calculate_psnr, calculate_ssim, tensor_to_uint8
+from src.metrics import calculate_psnr, calculate_ssim, mean_metrics, tensor_to_uint8
 from src.network import Quantization
 from src.network.fast_conv import mindspore_conv
 from src.utils.errors import IRNError
@@ -143,8 +142,4 @@ def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=F
 
 def summarize(results):
     """Mean of every metric over images (``inf`` PSNRs of perfect images are skipped)."""
-    out = {}
-    for key in METRICS:
-        vals = [r[key] for r in results if key in r and math.isfinite(r[key])]
-        out[key] = float(np.mean(vals)) if vals else float('nan')
-    return out
+    return mean_metrics(results, METRICS)

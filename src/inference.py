@@ -9,9 +9,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
 
-from src.network import InvRescaleNet
+from src.models import load_network  # noqa: F401  (re-exported: the family's loader)
 from src.network.fast_conv import mindspore_conv
-from src.utils.checkpoint import load_weights, read_weights
 from src.utils.errors import IRNError
 from src.utils.tiling import tiled_apply
 
@@ -56,37 +55,6 @@ class UpscaleNet(nn.Cell):
 
     def construct(self, lr, z):
         return self.net.upscale(lr, z)
-
-
-def load_network(ckpt, scale=None, block_num=None):
-    """Build an InvRescaleNet with the layout of ``ckpt`` and load its weights.
-
-    Args:
-        ckpt (str): our .ckpt (network weights or a training state) or an authors' .pth.
-        scale (int | None): the scale the caller expects; a checkpoint of another scale is an
-            IRNError naming the file.
-        block_num (list[int] | None): the layout to use when the file does not record one
-            (default: 8 blocks per level, the paper's).
-
-    Returns:
-        InvRescaleNet with the weights loaded.
-    """
-    if not ckpt:
-        raise IRNError('no checkpoint given (--ckpt X.ckpt or the authors\' IRN_x4.pth)')
-    _, stored = read_weights(ckpt)
-    if stored is None:
-        if block_num is None:
-            if scale is None:
-                raise IRNError(f'{ckpt}: the file does not record its scale; pass --scale')
-            block_num = [8] * (int(scale).bit_length() - 1)
-        stored = list(block_num)
-    if scale is not None and 2 ** len(stored) != int(scale):
-        raise IRNError(f'{ckpt}: checkpoint is an x{2 ** len(stored)} IRN (blocks {stored}), '
-                       f'but scale x{scale} was asked for')
-    net = InvRescaleNet(stored)
-    load_weights(net, ckpt)
-    net.set_train(False)
-    return net
 
 
 def make_z(shape, z_mode, seed=0):

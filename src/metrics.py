@@ -21,7 +21,7 @@ import numpy as np
 from src.utils.errors import IRNError
 
 __all__ = ["rgb2y", "tensor_to_uint8", "crop_border", "calculate_psnr", "calculate_ssim",
-           "ssim_single_channel"]
+           "ssim_single_channel", "mean_metrics"]
 
 _Y_COEFFS = np.array([65.481, 128.553, 24.966], dtype=np.float64)
 
@@ -149,3 +149,13 @@ def calculate_ssim(img1, img2, crop_border=0, test_y_channel=False):
         return ssim_single_channel(a, b)
     return float(np.mean([ssim_single_channel(a[..., c], b[..., c])
                           for c in range(a.shape[2])]))
+
+
+def mean_metrics(results, keys):
+    """Mean of each of ``keys`` over per-image result dicts; non-finite values (the ``inf``
+    PSNR of a perfect image) are skipped, and a key with no finite value gives nan."""
+    out = {}
+    for key in keys:
+        vals = [r[key] for r in results if key in r and math.isfinite(r[key])]
+        out[key] = float(np.mean(vals)) if vals else float("nan")
+    return out

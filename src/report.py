@@ -1,20 +1,21 @@
-"""Evaluation reports: terminal tables, JSON and CSV (the output side of val.py)."""
+"""Evaluation reports: terminal tables, JSON and CSV (the output side of val.py).
+
+Tables take the model's columns, ``[(metric key, heading, decimals), ...]``.
+"""
 import csv
 import json
 import math
 import os
 
-from src.evaluate import METRICS
+__all__ = ['IRN_COLUMNS', 'protocol_text', 'image_table', 'set_table', 'write_json', 'write_csv']
 
-__all__ = ['protocol_text', 'image_table', 'set_table', 'write_json', 'write_csv']
-
-COLUMNS = [('psnr_y', 'PSNR-Y', 2), ('ssim_y', 'SSIM-Y', 4), ('psnr_rgb', 'PSNR', 2),
+IRN_COLUMNS = [('psnr_y', 'PSNR-Y', 2), ('ssim_y', 'SSIM-Y', 4), ('psnr_rgb', 'PSNR', 2),
            ('ssim_rgb', 'SSIM', 4), ('lr_psnr_y', 'LR PSNR-Y', 2), ('lr_ssim_y', 'LR SSIM-Y', 4),
            ('lr_psnr_rgb', 'LR PSNR', 2), ('lr_ssim_rgb', 'LR SSIM', 4)]
 
 
 def protocol_text(protocol):
-    """One line saying how the numbers were made (z protocol, crop, reference LR)."""
+    """IRN's protocol in one line: how the numbers were made (z protocol, crop, reference LR)."""
     if protocol['z_mode'] == 'zero':
         z = 'z = 0'
     else:
@@ -32,10 +33,10 @@ def _fmt(value, digits):
     return f'{value:.{digits}f}'
 
 
-def _table(rows, first):
+def _table(rows, first, columns):
     """Rows of (label, metrics dict) as aligned text with the metric columns."""
-    heads = [first] + [c[1] for c in COLUMNS]
-    body = [[label] + [_fmt(m.get(k), d) for k, _, d in COLUMNS] for label, m in rows]
+    heads = [first] + [c[1] for c in columns]
+    body = [[label] + [_fmt(m.get(k), d) for k, _, d in columns] for label, m in rows]
     widths = [max(len(r[i]) for r in [heads] + body) for i in range(len(heads))]
     lines = ['  '.join(h.ljust(widths[0]) if i == 0 else h.rjust(widths[i])
                        for i, h in enumerate(heads))]
@@ -46,15 +47,15 @@ def _table(rows, first):
     return '\n'.join(lines)
 
 
-def image_table(set_name, results):
+def image_table(set_name, results, columns):
     """Per-image table of one set."""
-    return _table([(r['name'], r) for r in results], f'{set_name} image')
+    return _table([(r['name'], r) for r in results], f'{set_name} image', columns)
 
 
-def set_table(sets):
+def set_table(sets, columns):
     """Per-set table of the means: ``sets`` maps set name -> {'mean': ..., 'images': [...]}."""
     return _table([(f"{name} ({len(s['images'])})", s['mean']) for name, s in sets.items()],
-                  'set (images)')
+                  'set (images)', columns)
 
 
 def _clean(value):
@@ -75,16 +76,16 @@ def write_json(path, report):
         json.dump(_clean(report), f, indent=1, allow_nan=False)
 
 
-def write_csv(path, report):
-    """One row per image and one 'MEAN' row per set, with the z protocol in every row."""
+def write_csv(path, report, metrics):
+    """One row per image and one 'MEAN' row per set, with the protocol in every row."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    proto = report['protocol']
+    proto = {k: v for k, v in report['protocol'].items() if isinstance(v, (str, int, float))}
     with open(path, 'w', newline='', encoding='utf-8') as f:
         out = csv.writer(f)
-        out.writerow(['set', 'image', *METRICS, 'scale', 'z_mode', 'z_draws', 'seed'])
-        tail = [proto['scale'], proto['z_mode'], proto['z_draws'], proto['seed']]
+        out.writerow(['set', 'image', *metrics, *proto])
+        tail = list(proto.values())
         for name, s in report['sets'].items():
             for r in s['images']:
-                out.writerow([name, r['name'], *[r[k] for k in METRICS], *tail])
-            out.writerow([name, 'MEAN', *[s['mean'][k] for k in METRICS], *tail])
+                out.writerow([name, r['name'], *[r.get(k) for k in metrics], *tail])
+            out.writerow([name, 'MEAN', *[s['mean'].get(k) for k in metrics], *tail])

@@ -1,15 +1,18 @@
-"""The IRN training loop: data, explicit noise, per-iteration lr, logging, validation, resume.
+"""The training loop of every model: data, explicit noise, per-iteration lr, logging,
+validation, resume.
 
-Everything that decides the numbers of iteration ``i`` is a function of the saved state:
-the weights and Adam moments, the numpy generator that draws the reconstruction-branch
-z (its state is checkpointed), and the data position (the pipeline is a pure function of
-the iteration, see ``src/data/pipeline.py``). So a run resumed from a checkpoint computes
-exactly what the uninterrupted run computes.
+What an iteration computes is the model's (:mod:`src.models`); the loop is shared. Everything
+that decides the numbers of iteration ``i`` is a function of the saved state: the model's
+weights and optimizer states, the numpy generator that draws every noise sample (its state is
+checkpointed), and the data position (the pipeline is a pure function of the iteration, see
+``src/data/pipeline.py``). So a run resumed from a checkpoint computes exactly what the
+uninterrupted run computes.
 
-Data parallel: every rank draws the same full-batch z from the same generator and keeps
+Data parallel: every rank draws the same full-batch noise from the same generator and keeps
 the rows of its own samples (rank r holds global batch rows r, r + R, ...), so R ranks do
 the same arithmetic as one process on the global batch, up to the order of the gradient sum.
 """
+import functools
 import logging
 import os
 import time
@@ -18,25 +21,19 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
 
-from src.amp import apply_amp
 from src.config import dump_config
 from src.data.pipeline import build_train_source, create_train_dataset
 from src.data.sources import ValidationSource
-from src.evaluate import evaluate, summarize
-from src.loss import build_net_with_loss
-from src.network import build_network
-from src.optim import build_optimizer, build_train_step, resolve_memory_mode
+from src.models import create_model
+from src.optim import resolve_memory_mode
 from src.schedule import build_lr
 from src.train_log import CsvLog, ProgressBar, format_seconds, setup_train_logger
-from src.utils.checkpoint import (list_train_states, load_train_state, load_weights,
-                                  prune_train_states, save_train_state, save_weights, state_path)
+from src.utils.checkpoint import (describe_arch, list_train_states, load_train_state, load_weights,
+                                  prune_train_states, save_train_state, state_path)
 from src.network.fast_conv import backend as conv_backend
 from src.utils.errors import IRNError
 
 __all__ = ['Trainer', 'experiment_dir']
-
-LOSS_FIELDS = ['iter', 'lr', 'loss', 'l_fit', 'l_ce', 'l_rec', 'grad_norm', 'it_per_s']
-VAL_FIELDS = ['iter', 'psnr_rgb', 'psnr_y', 'ssim_rgb', 'ssim_y', 'lr_psnr_rgb', 'lr_psnr_y']
 
 
 def experiment_dir(opt):
@@ -72,13 +69,15 @@ class Trainer:
         if t['max_nonfinite'] < 1:
             raise IRNError(f"train.max_nonfinite must be >= 1, got {t['max_nonfinite']}")
         ms.set_seed(t['manual_seed'])
-        self.net = apply_amp(build_network(opt), t['amp_level'])
-        self.optimizer = build_optimizer(self.net, opt)
-        reducer = None
+        self.model = create_model(opt, rank_id, rank_size)
+        make_reducer = None  # params -> the gradient all-reduce of a data-parallel run
         if rank_size > 1:
-            reducer = nn.DistributedGradReducer(self.optimizer.params, mean=True, degree=rank_size)
+            make_reducer = functools.partial(nn.DistributedGradReducer, mean=True, degree=rank_size)
             self.rank_mean = RankMean(rank_size)
-        self.step = build_train_step(build_net_with_loss(self.net, opt), self.optimizer, opt, reducer)
+        self.model.setup_training(make_reducer)
+        self.net = self.model.net
+        self.optimizer = getattr(self.model, 'optimizer', None)
+        self.fields = ('loss',) + tuple(self.model.loss_names) + ('grad_norm',)
         self.lrs = build_lr(t)
         self.rng = np.random.default_rng(t['manual_seed'])
         self.iteration, self.nonfinite_total, self.best = 0, 0, None
@@ -98,7 +97,7 @@ class Trainer:
             raise IRNError(f'{self.ckpt_dir}: holds training states of an earlier run; pass '
                            f'--resume to continue it or choose another --output_dir')
         if path is not None:
-            state = load_train_state(path, self.net, self.optimizer)
+            state = load_train_state(path, self.model.state_cells())
             if state['global_batch'] != self.global_batch:
                 raise IRNError(f"{path}: trained with datasets.train.batch_size "
                                f"{state['global_batch']}, config says {self.global_batch}")
@@ -110,7 +109,7 @@ class Trainer:
             if not self.opt['path']['strict_load']:
                 self.log.warning('path.strict_load: false is ignored, weights are always loaded '
                                  'strictly (every key, every shape)')
-            load_weights(self.net, self.opt['path']['pretrain_model_G'])
+            load_weights(self.net, self.opt['path']['pretrain_model_G'])  # checks the arch
             self.log.info('initialised from %s', self.opt['path']['pretrain_model_G'])
         if self.iteration > self.niter:
             raise IRNError(f'resume state is at iteration {self.iteration}, beyond train.niter '
@@ -128,7 +127,7 @@ class Trainer:
         if not self.is_main:
             return None
         path = state_path(self.ckpt_dir, self.iteration)
-        save_train_state(path, self.net, self.optimizer, self._state(), self.net.block_num)
+        save_train_state(path, self.model.state_cells(), self._state(), self.model.arch())
         removed = prune_train_states(self.ckpt_dir, self.opt['logger']['keep_last'])
         self.log.info('saved %s%s', path, f' (removed {len(removed)} older)' if removed else '')
         return path
@@ -144,37 +143,25 @@ class Trainer:
         """(hr, lr_ref) numpy arrays of one batch from the pipeline (a hook for tests)."""
         return batch[0], batch[1]
 
-    def draw_z(self, lr_shape):
-        """The reconstruction-branch noise of this rank: its rows of one global N(0, I) draw."""
-        b, _, h, w = lr_shape
-        zc = self.net.channel_out - self.net.channel_in
-        full = self.rng.standard_normal((self.global_batch, zc, h, w), dtype=np.float32)
-        return full[self.rank_id::self.rank_size]
-
     # ------------------------------------------------------------------ validation
     def validate(self):
-        """Evaluate on ``datasets.val.dataroot_GT`` (rank 0); keep ``best_G.ckpt`` by Y PSNR."""
+        """Evaluate on ``datasets.val.dataroot_GT`` (rank 0); keep ``best_G.ckpt`` by the
+        model's ``best_metric``."""
         root = self.opt['datasets']['val']['dataroot_GT']
         if not self.is_main or not root:
             return None
-        v = self.opt['val']
         start = time.time()
         source = ValidationSource(root, self.opt['scale'])
-        res = summarize(evaluate(self.net, source, self.opt['scale'], v['z_mode'], v['seed'],
-                                 v['z_draws']))
+        res = self.model.validate(source)
         self.val_csv.append({'iter': self.iteration, **res})
-        is_best = self.best is None or res['psnr_y'] > self.best['psnr_y']
-        self.log.info('val iter %d (%d images, z %s, seed %d, %d draw(s), crop %d): PSNR RGB %.3f '
-                      'Y %.3f dB, SSIM RGB %.4f Y %.4f | LR PSNR RGB %.2f dB | %.1fs%s',
-                      self.iteration, len(source), v['z_mode'], v['seed'], v['z_draws'],
-                      self.opt['scale'], res['psnr_rgb'], res['psnr_y'], res['ssim_rgb'],
-                      res['ssim_y'], res['lr_psnr_rgb'], time.time() - start,
+        key = self.model.best_metric
+        is_best = self.best is None or res[key] > self.best[key]
+        self.log.info('val iter %d (%s | %.1fs%s', self.iteration,
+                      self.model.validation_text(res, len(source)), time.time() - start,
                       ' (best)' if is_best else '')
         if is_best:
-            self.best = {'iteration': self.iteration, 'psnr_y': res['psnr_y'],
-                         'psnr_rgb': res['psnr_rgb']}
-            weights = {p.name: p.asnumpy() for p in self.net.get_parameters()}
-            save_weights(weights, os.path.join(self.out_dir, 'best_G.ckpt'), self.net.block_num)
+            self.best = {'iteration': self.iteration, **{k: res[k] for k in self.model.val_fields}}
+            self.model.save_net(os.path.join(self.out_dir, 'best_G.ckpt'))
         return res
 
     # ------------------------------------------------------------------ loop
@@ -182,17 +169,17 @@ class Trainer:
         now = time.time()
         rate = window['count'] / max(now - window['t0'], 1e-9) if window['count'] else float('nan')
         eta = (self.niter - self.iteration) / rate if rate > 0 else float('nan')
-        means = {k: float(np.mean(window[k])) if window[k] else float('nan')
-                 for k in ('loss', 'l_fit', 'l_ce', 'l_rec', 'grad_norm')}
+        means = {k: float(np.mean(window[k])) if window[k] else float('nan') for k in self.fields}
+        losses = self.fields[:-1]
         if self.rank_size > 1:  # each rank's losses are over its own samples: average them
-            local = np.array([means[k] for k in ('loss', 'l_fit', 'l_ce', 'l_rec')], np.float32)
+            local = np.array([means[k] for k in losses], np.float32)
             glob = self.rank_mean(ms.Tensor(np.nan_to_num(local))).asnumpy()
-            means.update(zip(('loss', 'l_fit', 'l_ce', 'l_rec'), map(float, glob)))
+            means.update(zip(losses, map(float, glob)))
         lr = float(self.lrs[self.iteration - 1])
         data_share = 100.0 * window['data_s'] / max(now - window['t0'], 1e-9)
-        self.log.info('iter %d/%d lr %.3e loss %.5g (l_fit %.5g l_ce %.5g l_rec %.5g) |g| %.4g '
-                      '| %.3f it/s, data %.0f%% | elapsed %s ETA %s%s', self.iteration, self.niter,
-                      lr, means['loss'], means['l_fit'], means['l_ce'], means['l_rec'],
+        terms = ' '.join(f'{k} {means[k]:.5g}' for k in losses[1:])
+        self.log.info('iter %d/%d lr %.3e loss %.5g (%s) |g| %.4g | %.3f it/s, data %.0f%% | '
+                      'elapsed %s ETA %s%s', self.iteration, self.niter, lr, means['loss'], terms,
                       means['grad_norm'], rate, data_share, format_seconds(now - started),
                       format_seconds(eta), f' | {window["skipped"]} skipped' if window['skipped'] else '')
         self.loss_csv.append({'iter': self.iteration, 'lr': lr, 'it_per_s': rate, **means})
@@ -204,14 +191,16 @@ class Trainer:
         if self.is_main:
             os.makedirs(self.out_dir, exist_ok=True)
             dump_config(self.opt, os.path.join(self.out_dir, 'config.yml'))
-        self.loss_csv = CsvLog(os.path.join(self.out_dir, 'loss.csv'), LOSS_FIELDS, start_iter) \
+        loss_fields = ['iter', 'lr', *self.fields, 'it_per_s']
+        val_fields = ['iter', *self.model.val_fields]
+        self.loss_csv = CsvLog(os.path.join(self.out_dir, 'loss.csv'), loss_fields, start_iter) \
             if self.is_main else _NoCsv()
-        self.val_csv = CsvLog(os.path.join(self.out_dir, 'val.csv'), VAL_FIELDS, start_iter) \
+        self.val_csv = CsvLog(os.path.join(self.out_dir, 'val.csv'), val_fields, start_iter) \
             if self.is_main else _NoCsv()
         nparams = sum(p.size for p in self.net.trainable_params())
-        self.log.info('IRN x%d %s, %d parameters | %d device(s), batch %d (%d per device), '
+        self.log.info('%s %s, %d parameters | %d device(s), batch %d (%d per device), '
                       'GT %d | iterations %d..%d | %s, amp %s, conv %s | output %s',
-                      self.opt['scale'], self.net.block_num, nparams, self.rank_size,
+                      self.model.name, describe_arch(self.net.arch()), nparams, self.rank_size,
                       self.global_batch, self.global_batch // self.rank_size,
                       self.opt['datasets']['train']['GT_size'], start_iter, self.niter,
                       resolve_memory_mode(t['memory_mode']), t['amp_level'], conv_backend(),
@@ -220,25 +209,23 @@ class Trainer:
             self.log.info('nothing to do: already at iteration %d of %d', self.iteration, self.niter)
             return {'iteration': self.iteration, 'best': self.best, 'stopped': False}
         bar = ProgressBar(self.niter, start_iter, self.is_main)
-        window = _new_window()
+        window = _new_window(self.fields)
         streak, started = 0, time.time()
         batches = self._batches()
         try:
             while self.iteration < self.niter:
                 t0 = time.time()
-                hr, lr_ref = self.fetch(next(batches))
+                batch = self.fetch(next(batches))
                 window['data_s'] += time.time() - t0
-                z = self.draw_z(lr_ref.shape)
-                out = self.step(ms.Tensor(hr), ms.Tensor(lr_ref), ms.Tensor(z),
-                                ms.Tensor(self.lrs[self.iteration], ms.float32))
-                loss, l_fit, l_ce, l_rec, norm = (float(o.asnumpy()) for o in out[:5])
+                values, applied = self.model.train_step(
+                    batch, ms.Tensor(self.lrs[self.iteration], ms.float32), self.rng)
+                loss, norm = values['loss'], values['grad_norm']
                 self.iteration += 1
                 window['count'] += 1
-                if bool(out[5].asnumpy()):
+                if applied:
                     streak = 0
-                    for key, val in zip(('loss', 'l_fit', 'l_ce', 'l_rec', 'grad_norm'),
-                                        (loss, l_fit, l_ce, l_rec, norm)):
-                        window[key].append(val)
+                    for key in self.fields:
+                        window[key].append(values[key])
                 else:
                     streak += 1
                     window['skipped'] += 1
@@ -258,7 +245,7 @@ class Trainer:
                     window.update(t0=time.time(), count=0, data_s=0.0)
                 if self.iteration % lg['print_freq'] == 0 or self.iteration == self.niter:
                     self._log_window(window, started, start_iter)
-                    window = _new_window()
+                    window = _new_window(self.fields)
                 if self.iteration % t['val_freq'] == 0 or self.iteration == self.niter:
                     try:
                         self.validate()
@@ -281,14 +268,13 @@ class Trainer:
         finally:
             bar.close()
         if self.is_main:
-            weights = {p.name: p.asnumpy() for p in self.net.get_parameters()}
             final = os.path.join(self.out_dir, 'final_G.ckpt')
-            save_weights(weights, final, self.net.block_num)
+            self.model.save_net(final)
             self.log.info('done: %d iterations in %s, %d non-finite skipped; weights %s%s',
                           self.iteration - start_iter, format_seconds(time.time() - started),
                           self.nonfinite_total, final,
-                          f"; best Y PSNR {self.best['psnr_y']:.3f} dB at iteration "
-                          f"{self.best['iteration']}" if self.best else '')
+                          f"; best {self.model.best_metric} {self.best[self.model.best_metric]:.4f}"
+                          f" at iteration {self.best['iteration']}" if self.best else '')
         return {'iteration': self.iteration, 'best': self.best, 'stopped': self.stop_requested,
                 'nonfinite_total': self.nonfinite_total}
 
@@ -305,9 +291,8 @@ class RankMean(nn.Cell):
         return self.all_reduce(x) / self.rank_size
 
 
-def _new_window():
-    return {'loss': [], 'l_fit': [], 'l_ce': [], 'l_rec': [], 'grad_norm': [], 'count': 0,
-            'skipped': 0, 'data_s': 0.0, 't0': time.time()}
+def _new_window(fields):
+    return {**{k: [] for k in fields}, 'count': 0, 'skipped': 0, 'data_s': 0.0, 't0': time.time()}
 
 
 class _NoCsv:

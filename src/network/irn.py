@@ -35,6 +35,16 @@ class InvRescaleNet(nn.Cell):
         self.channel_out = channels
         self.operations = nn.CellList(ops_list)
 
+    def arch(self):
+        """The architecture record a checkpoint of this network carries."""
+        return {'net': 'InvRescaleNet', 'scale': self.scale, 'block_num': list(self.block_num)}
+
+    @staticmethod
+    def from_torch(state, path):
+        """The authors' state_dict -> (our weights, architecture record)."""
+        from src.convert import torch_to_irn
+        return torch_to_irn(state, path)
+
     def construct(self, x):
         for op in self.operations:
             x = op(x)

@@ -1,4 +1,10 @@
-"""Checkpoint io: atomic writes and architecture-checked loading of network weights."""
+"""Checkpoint io: atomic writes, architecture-checked loading, resumable training states.
+
+Every checkpoint records the architecture it holds (``irn_arch``: json of the network's
+``arch()`` plus the model name), so a file made for another model, scale or layout is refused in
+one line instead of failing inside MindSpore. Files written before the family existed carry only
+``irn_block_num`` and are read as base IRN.
+"""
 import json
 import os
 import tempfile
@@ -8,7 +14,8 @@ import mindspore as ms
 
 from src.utils.errors import IRNError
 
-ARCH_KEY = 'irn_block_num'  # stored beside the weights: "8,8" for x4
+ARCH_KEY = 'irn_arch'              # json: {'model': 'IRN', 'net': 'InvRescaleNet', 'scale': 4, ...}
+LEGACY_ARCH_KEY = 'irn_block_num'  # "8,8" (base IRN checkpoints of earlier versions)
 
 
 def atomic_save(write, path):
@@ -26,56 +33,111 @@ def atomic_save(write, path):
             os.remove(tmp)
 
 
-def save_weights(named_arrays, path, block_num, extra=None):
-    """Write ``{name: array}`` as a MindSpore checkpoint tagged with the architecture."""
-    entries = [{'name': k, 'data': ms.Tensor(np.asarray(v))} for k, v in named_arrays.items()]
-    meta = {ARCH_KEY: ','.join(str(b) for b in block_num)}
+def describe_arch(arch):
+    """'x4 with block_num [8, 8] (IRN)': how messages name an architecture."""
+    if not arch:
+        return 'an unrecorded architecture'
+    rest = ', '.join(f'{k} {v}' for k, v in arch.items() if k not in ('net', 'model', 'scale'))
+    return f"x{arch.get('scale', '?')}{' with ' + rest if rest else ''} " \
+           f"({arch.get('model') or arch.get('net')})"
+
+
+def _save(entries, path, arch, extra=None):
+    meta = {ARCH_KEY: json.dumps(arch)}
+    if arch.get('net') == 'InvRescaleNet' and 'block_num' in arch:  # readable by older versions
+        meta[LEGACY_ARCH_KEY] = ','.join(str(b) for b in arch['block_num'])
     meta.update(extra or {})
     atomic_save(lambda tmp: ms.save_checkpoint(entries, tmp, append_dict=meta), path)
 
 
-def read_weights(path):
-    """Read network weights from a MindSpore .ckpt or an authors' PyTorch .pth file.
+def save_weights(named_arrays, path, arch, extra=None):
+    """Write ``{name: array}`` as a MindSpore checkpoint tagged with ``arch`` (a json-able dict)."""
+    entries = [{'name': k, 'data': ms.Tensor(np.asarray(v))} for k, v in named_arrays.items()]
+    _save(entries, path, arch, extra)
 
-    Returns:
-        (dict name -> np.ndarray, block_num list or None when the file does not say).
-    """
+
+def _load_ckpt(path):
     if not os.path.isfile(path):
         raise IRNError(f'{path}: checkpoint not found')
-    if path.endswith('.pth'):
-        from src.convert import torch_state_to_ours, read_pth
-        weights, block_num = torch_state_to_ours(read_pth(path), path)
-        return weights, block_num
     try:
-        raw = ms.load_checkpoint(path)
+        return ms.load_checkpoint(path)
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError with long texts
         raise IRNError(f'{path}: not a readable MindSpore checkpoint ({type(exc).__name__})') from None
-    block_num = None
+
+
+def _arch_of(raw):
     if ARCH_KEY in raw:
-        block_num = [int(b) for b in str(raw.pop(ARCH_KEY)).split(',')]
-    weights = {k: v.asnumpy() for k, v in raw.items() if hasattr(v, 'asnumpy')}
-    return weights, block_num
+        return json.loads(str(raw.pop(ARCH_KEY)))
+    if LEGACY_ARCH_KEY in raw:
+        blocks = [int(b) for b in str(raw.pop(LEGACY_ARCH_KEY)).split(',')]
+        return {'net': 'InvRescaleNet', 'scale': 2 ** len(blocks), 'block_num': blocks}
+    return None
 
 
-def load_weights(net, path):
-    """Load network weights into ``net`` after checking the file fits its architecture.
+def read_checkpoint(path, from_torch=None):
+    """Network weights and recorded architecture of a .ckpt, or of an authors' .pth.
 
-    Accepts a .ckpt written by this project (network weights or a training state, whose
-    ``net.``-prefixed entries are used) or an authors' .pth. Raises IRNError naming the file
-    when the scale / block layout differ, or a key is missing, extra or of the wrong shape.
+    Args:
+        path (str): our .ckpt (weights or a training state) or a PyTorch state_dict .pth.
+        from_torch: ``(state_dict, path) -> (weights, arch)`` mapping the authors' names to
+            ours (default: base IRN's, :func:`src.convert.torch_state_to_ours`).
+
+    Returns:
+        (dict name -> np.ndarray, arch dict or None). The ``net.`` prefix of a training state
+        is removed; other state entries (optimizers) are dropped.
     """
-    weights, block_num = read_weights(path)
+    if path.endswith('.pth'):
+        if not os.path.isfile(path):
+            raise IRNError(f'{path}: checkpoint not found')
+        from src.convert import read_pth, torch_to_irn
+        return (from_torch or torch_to_irn)(read_pth(path), path)
+    raw = _load_ckpt(path)
+    raw.pop(STATE_KEY, None)
+    arch = _arch_of(raw)
+    weights = {k: v.asnumpy() for k, v in raw.items() if hasattr(v, 'asnumpy')}
     if any(k.startswith('net.') for k in weights):
         weights = {k[4:]: v for k, v in weights.items() if k.startswith('net.')}
-    if block_num is not None and list(block_num) != list(net.block_num):
-        raise IRNError(f'{path}: checkpoint is for scale x{2 ** len(block_num)} with blocks '
-                       f'{block_num}, but the network is x{net.scale} with blocks {net.block_num}')
+    return weights, arch
+
+
+def peek_arch(path):
+    """The architecture record of a .ckpt (None for a .pth or a file that records none)."""
+    if path.endswith('.pth'):
+        if not os.path.isfile(path):
+            raise IRNError(f'{path}: checkpoint not found')
+        return None
+    return _arch_of(_load_ckpt(path))
+
+
+def read_weights(path):
+    """``(weights, block_num)`` of an IRN checkpoint (block_num None when not recorded)."""
+    weights, arch = read_checkpoint(path)
+    return weights, (arch or {}).get('block_num')
+
+
+def check_arch(stored, net, path):
+    """IRNError naming ``path`` when the recorded architecture is not ``net.arch()``.
+
+    Keys a record lacks take the network class's ``ARCH_DEFAULTS`` (older files).
+    """
+    if stored is None:
+        return
+    mine = net.arch()
+    defaults = getattr(type(net), 'ARCH_DEFAULTS', {})
+    keys = [k for k in dict.fromkeys(list(mine) + list(stored)) if k != 'model']
+    if any(stored.get(k, defaults.get(k)) != mine.get(k, defaults.get(k)) for k in keys):
+        raise IRNError(f'{path}: checkpoint is for scale {describe_arch(stored)}, but the network '
+                       f'is {describe_arch(mine)}')
+
+
+def load_into(net, weights, path):
+    """Set ``net``'s parameters from ``weights`` after checking every name and shape."""
     params = {p.name: p for p in net.get_parameters()}
     missing = sorted(set(params) - set(weights))
     extra = sorted(set(weights) - set(params))
     if missing or extra:
         what = f'missing {missing[:3]}' if missing else f'unexpected {extra[:3]}'
-        raise IRNError(f'{path}: does not match the x{net.scale} IRN {net.block_num}: {what} '
+        raise IRNError(f'{path}: does not match the {describe_arch(net.arch())} network: {what} '
                        f'({len(missing)} missing, {len(extra)} unexpected keys)')
     for name, p in params.items():
         if tuple(weights[name].shape) != tuple(p.shape):
@@ -83,7 +145,19 @@ def load_weights(net, path):
                            f'the network expects {tuple(p.shape)}')
     for name, p in params.items():
         p.set_data(ms.Tensor(weights[name].astype(np.float32)))
-    return block_num
+
+
+def load_weights(net, path):
+    """Load ``path`` (.ckpt weights / training state, or an authors' .pth) into ``net``.
+
+    The recorded architecture must be ``net.arch()``; every key and shape must match. A .pth is
+    mapped with ``net.from_torch`` when the network has one. Returns the recorded block layout
+    (``block_num``, None when the file records none).
+    """
+    weights, stored = read_checkpoint(path, getattr(net, 'from_torch', None))
+    check_arch(stored, net, path)
+    load_into(net, weights, path)
+    return (stored or {}).get('block_num')
 
 
 # ---------------------------------------------------------------- training state (resume)
@@ -91,52 +165,58 @@ STATE_KEY = 'irn_train_state'  # json: iteration, numpy RNG state, counters, con
 STATE_PREFIX = 'state_'
 
 
-def _optimizer_own_params(net, optimizer):
-    """The optimizer's own parameters (moments, step): everything that is not a network weight."""
-    net_names = {p.name for p in net.get_parameters()}
-    own = {}
-    for p in optimizer.get_parameters():
-        if p.name not in net_names:
-            own[p.name] = p
-    return own
+def _grouped(cells):
+    """``{group: Cell}`` -> ``{'group.param': Parameter}``, each Parameter once (first group wins).
+
+    A network's parameters are also held by its optimizer; they are stored under the network.
+    """
+    seen, out = set(), {}
+    for group, cell in cells.items():
+        for p in cell.get_parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                out[f'{group}.{p.name}'] = p
+    return out
 
 
-def save_train_state(path, net, optimizer, state, block_num):
+def save_train_state(path, cells, state, arch):
     """Write a resumable training state atomically.
 
-    Holds the network weights (as ``net.<name>``, so :func:`load_weights` reads them), the
-    optimizer's own parameters (``moment1.*``, ``moment2.*``, ``adam_step``) and ``state``, a
-    json-serialisable dict (iteration, numpy generator state, counters).
+    Args:
+        path (str): destination (``state_<iter>.ckpt``).
+        cells (dict): ``{group: Cell}``: networks first (the main one as ``net``, so
+            :func:`load_weights` reads the file), then optimizers (moments, step counts), e.g.
+            ``{'net': G, 'opt': adam}`` or ``{'net': G, 'netD': D, 'opt': adam_g, 'optD': adam_d}``.
+            BatchNorm statistics are parameters of their network and come along.
+        state (dict): json-serialisable loop state (iteration, generator state, counters).
+        arch (dict): the main network's architecture record.
     """
-    entries = [{'name': 'net.' + p.name, 'data': ms.Tensor(p.asnumpy())} for p in net.get_parameters()]
-    entries += [{'name': name, 'data': ms.Tensor(p.asnumpy())}
-                for name, p in _optimizer_own_params(net, optimizer).items()]
-    meta = {ARCH_KEY: ','.join(str(b) for b in block_num), STATE_KEY: json.dumps(state)}
-    atomic_save(lambda tmp: ms.save_checkpoint(entries, tmp, append_dict=meta), path)
+    entries = [{'name': name, 'data': ms.Tensor(p.asnumpy())} for name, p in _grouped(cells).items()]
+    _save(entries, path, arch, {STATE_KEY: json.dumps(state)})
 
 
-def load_train_state(path, net, optimizer):
-    """Restore weights and optimizer state written by :func:`save_train_state`; return its dict.
+def load_train_state(path, cells):
+    """Restore what :func:`save_train_state` wrote into ``cells``; return the loop-state dict.
 
-    Raises IRNError naming the file when it is not a training state or does not fit the
-    network / optimizer (different scale, blocks or missing moments).
+    Raises IRNError naming the file when it is not a training state, was made for another
+    architecture than ``cells['net']``, or lacks or misshapes any entry of ``cells``.
     """
-    block_num = load_weights(net, path)
-    raw = ms.load_checkpoint(path)
+    raw = _load_ckpt(path)
     if STATE_KEY not in raw:
         raise IRNError(f'{path}: holds network weights only, not a training state to resume')
-    own = _optimizer_own_params(net, optimizer)
-    missing = sorted(set(own) - set(raw))
+    state = json.loads(str(raw.pop(STATE_KEY)))
+    check_arch(_arch_of(raw), cells['net'], path)
+    wanted = _grouped(cells)
+    missing = sorted(set(wanted) - set(raw))
     if missing:
-        raise IRNError(f'{path}: optimizer state incomplete, missing {missing[:3]} '
+        raise IRNError(f'{path}: training state incomplete for this model, missing {missing[:3]} '
                        f'({len(missing)} entries)')
-    for name, p in own.items():
+    for name, p in wanted.items():
         value = raw[name].asnumpy()
         if tuple(value.shape) != tuple(p.shape):
             raise IRNError(f'{path}: {name} has shape {tuple(value.shape)}, expected {tuple(p.shape)}')
-        p.set_data(ms.Tensor(value.astype(np.float32)))
-    state = json.loads(str(raw[STATE_KEY]))
-    state['block_num'] = block_num
+    for name, p in wanted.items():
+        p.set_data(ms.Tensor(raw[name].asnumpy()))
     return state
 
 
