@@ -76,6 +76,7 @@ class Discriminator_VGG_128(nn.Cell):  # pylint: disable=invalid-name  (the auth
 
     def __init__(self, in_nc=3, nf=64, seed=0):
         super().__init__()
+        self.in_nc, self.nf = in_nc, nf
         if nf * 8 != 512:
             raise IRNError(f'network_D.nf must be 64 (linear1 takes 512*4*4 features), got {nf}')
         rng = np.random.default_rng(seed)
@@ -107,6 +108,10 @@ class Discriminator_VGG_128(nn.Cell):  # pylint: disable=invalid-name  (the auth
         weight, b = torch_default_init((cout, cin), rng)
         return nn.Dense(cin, cout, weight_init=Tensor(weight), bias_init=Tensor(b))
 
+    def arch(self):
+        """The architecture record (json-able) checkpoints carry and loading compares."""
+        return {'net': 'Discriminator_VGG_128', 'in_nc': self.in_nc, 'nf': self.nf}
+
     @classmethod
     def check_size(cls, size, what):
         """Raise IRNError unless ``size`` px fits the flatten (128-159); ``what`` names it."""
@@ -127,3 +132,15 @@ class Discriminator_VGG_128(nn.Cell):  # pylint: disable=invalid-name  (the auth
         fea = self.lrelu(self.bn4_1(self.conv4_1(fea)))
         fea = self.lrelu(self.linear1(fea.reshape(fea.shape[0], -1)))
         return self.linear2(fea)
+
+
+def load_discriminator(net_d, path):
+    """Load D's weights and BatchNorm statistics from the authors' ``*_D.pth`` (their names,
+    a ``module.`` prefix of DataParallel dropped) or from one of our training states (its
+    ``netD.`` entries). Every name and shape is checked (one-line IRNError naming ``path``)."""
+    from src.utils.checkpoint import load_into, read_checkpoint
+
+    def from_torch(state, _):
+        return {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}, None
+
+    load_into(net_d, read_checkpoint(path, from_torch, group='netD')[0], path)

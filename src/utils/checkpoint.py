@@ -34,12 +34,14 @@ def atomic_save(write, path):
 
 
 def describe_arch(arch):
-    """'x4 with block_num [8, 8] (IRN)': how messages name an architecture."""
+    """'x4 with block_num [8, 8] (IRN)': how messages name an architecture (a network without
+    a scale, e.g. IRN+'s discriminator: 'in_nc 3, nf 64 (Discriminator_VGG_128)')."""
     if not arch:
         return 'an unrecorded architecture'
     rest = ', '.join(f'{k} {v}' for k, v in arch.items() if k not in ('net', 'model', 'scale'))
-    return f"x{arch.get('scale', '?')}{' with ' + rest if rest else ''} " \
-           f"({arch.get('model') or arch.get('net')})"
+    if 'scale' in arch:
+        rest = f"x{arch['scale']}{' with ' + rest if rest else ''}"
+    return f"{rest} ({arch.get('model') or arch.get('net')})"
 
 
 def _save(entries, path, arch, extra=None):
@@ -74,7 +76,7 @@ def _arch_of(raw):
     return None
 
 
-def read_checkpoint(path, from_torch=None):
+def read_checkpoint(path, from_torch=None, group='net'):
     """Network weights and recorded architecture of a .ckpt, or of an authors' .pth.
 
     Args:
@@ -83,8 +85,9 @@ def read_checkpoint(path, from_torch=None):
             ours (default: base IRN's, :func:`src.convert.torch_state_to_ours`).
 
     Returns:
-        (dict name -> np.ndarray, arch dict or None). The ``net.`` prefix of a training state
-        is removed; other state entries (optimizers) are dropped.
+        (dict name -> np.ndarray, arch dict or None). From a training state, the entries of
+        ``group`` (default the main network, ``net``) without their prefix; other entries
+        (other networks, optimizers) are dropped.
     """
     if path.endswith('.pth'):
         if not os.path.isfile(path):
@@ -95,8 +98,9 @@ def read_checkpoint(path, from_torch=None):
     raw.pop(STATE_KEY, None)
     arch = _arch_of(raw)
     weights = {k: v.asnumpy() for k, v in raw.items() if hasattr(v, 'asnumpy')}
-    if any(k.startswith('net.') for k in weights):
-        weights = {k[4:]: v for k, v in weights.items() if k.startswith('net.')}
+    prefix = group + '.'
+    if any(k.startswith(prefix) for k in weights):
+        weights = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
     return weights, arch
 
 
@@ -143,8 +147,9 @@ def load_into(net, weights, path):
         if tuple(weights[name].shape) != tuple(p.shape):
             raise IRNError(f'{path}: {name} has shape {tuple(weights[name].shape)}, '
                            f'the network expects {tuple(p.shape)}')
-    for name, p in params.items():
-        p.set_data(ms.Tensor(weights[name].astype(np.float32)))
+    for name, p in params.items():  # float32, or the parameter's own type (BatchNorm counts)
+        kind = np.float32 if p.dtype == ms.float32 else ms.dtype_to_nptype(p.dtype)
+        p.set_data(ms.Tensor(np.asarray(weights[name]).astype(kind)))
 
 
 def load_weights(net, path):
