@@ -12,6 +12,7 @@ __all__ = ['MODELS', 'model_class', 'create_model', 'checkpoint_model', 'default
 
 MODELS = {
     'IRN': 'src.models.irn:IRNModel',  # also IRN_LD and IRN_E (network_G.which_model_G flags)
+    'IRN+': 'src.models.irn_plus:IRNPlusModel',
 }
 
 
