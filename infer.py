@@ -8,14 +8,22 @@ The model is the one the checkpoint records (or ``--config``'s); each model offe
 modes (IRN: ``down``, ``up``, ``roundtrip``; see ``python infer.py --help`` with a checkpoint)
 and flags. IRN's ``down`` accepts any size and stores the original size in the LR PNG, so
 ``up`` crops back (src/runner.py). ``--tile N --tile_overlap M`` (HR pixels) bound the memory
-of large images.
+of large images. A non-integer ``--scale`` (e.g. ``down --scale 2.5 --ckpt irn_x3.ckpt``)
+rescales by that factor around the network's integer scale (src/fractional.py).
+
+A folder: every readable image is processed; each bad one gets an ``error:`` line and the run
+ends with ``N written, M failed`` and exit status 1 if any failed (``--strict``: stop at the
+first, status 2). An output that cannot be written (a full disk) stops the run at once; no
+partial file is left under an output name (writes are atomic).
 """
+import sys
+
 import argparse
 import os
 
 from src.runner import pad_to_multiple  # noqa: F401  (part of this tool's interface)
 from src.utils.cli import model_class_of, run
-from src.utils.errors import IRNError
+from src.utils.errors import IRNError, WriteError
 
 
 def parse_args(argv=None):
@@ -27,7 +35,9 @@ def parse_args(argv=None):
                         + ', '.join(cls.infer_modes))
     parser.add_argument('--ckpt', required=True, help="our .ckpt or the authors' .pth")
     parser.add_argument('--config', help='the model\'s config (default: what the checkpoint records)')
-    parser.add_argument('--scale', type=int, help='expected scale (checked)')
+    parser.add_argument('--scale', type=_scale, help='expected scale (checked); a non-integer '
+                        'one (e.g. 2.5) rescales fractionally around the checkpoint\'s integer scale '
+                        '(IRN family: MATLAB bicubic to its grid and back)')
     parser.add_argument('--device_target', default='CPU', choices=('CPU', 'GPU', 'Ascend'))
     parser.add_argument('--input', required=True, help='an image file or a folder of images')
     parser.add_argument('--output', '--output_dir', dest='output', required=True,
@@ -36,8 +46,19 @@ def parse_args(argv=None):
                         help='process in tiles of N HR pixels (0: whole image)')
     parser.add_argument('--tile_overlap', type=int, default=64,
                         help='context shared by neighbouring tiles, HR pixels (default 64)')
+    parser.add_argument('--strict', action='store_true',
+                        help='stop at the first unreadable input (default: report it, go on)')
     cls.add_arguments(parser, 'infer')
     return parser.parse_args(argv)
+
+
+def _scale(text):
+    """--scale: an int, or a float when it is not a whole number (a fractional scale)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not a number: {text!r}') from None
+    return int(value) if value.is_integer() else value
 
 
 def list_inputs(path):
@@ -60,13 +81,35 @@ def main(argv=None):
                        f'{args.tile}')
     inputs = list_inputs(args.input)
     from src.models import load_model
-    _, model, net = load_model(args.ckpt, args.config, scale=args.scale,
+    fractional = isinstance(args.scale, float)
+    _, model, net = load_model(args.ckpt, args.config, scale=None if fractional else args.scale,
                                device_target=args.device_target)
+    if fractional:
+        if not model.fractional_scales:
+            raise IRNError(f'--scale {args.scale}: {model.name} has no fractional scales')
+        from src.fractional import parse_ratio
+        args.fractional_scale = parse_ratio(args.scale, net.scale)
     runner = model.runner(args, net)
-    print(f'{model.name} x{net.scale} {args.mode} ({args.ckpt}; {runner.describe()})')
+    scale = f' x{net.scale}' if net.scale != 1 else ''  # IRN-Color does not rescale
+    print(f'{model.name}{scale} {args.mode} ({args.ckpt}; {runner.describe()})')
+    written, failed = 0, 0
     for path in inputs:
-        print(runner.run(args.mode, path, len(inputs)), flush=True)
-    return 0
+        try:
+            print(runner.run(args.mode, path, len(inputs)), flush=True)
+            written += 1
+        except WriteError as exc:
+            if len(inputs) == 1:
+                raise
+            raise WriteError(f'{exc} (stopped: {written} written, {failed} failed before)') \
+                from None
+        except IRNError as exc:
+            if args.strict or len(inputs) == 1:
+                raise
+            failed += 1
+            print(f'error: {exc}', file=sys.stderr, flush=True)
+    if len(inputs) > 1:
+        print(f'{written} written, {failed} failed')
+    return 1 if failed else 0
 
 
 if __name__ == '__main__':

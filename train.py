@@ -8,7 +8,6 @@ config), loss.csv, val.csv, checkpoints/state_<iter>.ckpt (resumable), best_G.ck
 final_G.ckpt (network weights).
 """
 import os
-import signal
 
 from src.utils.cli import common_parser, run
 
@@ -24,37 +23,13 @@ def parse_args(argv=None):
                              '(or path.resume_state); starts fresh if there is none')
     parser.add_argument('--distribute', action='store_true',
                         help='data parallel (implied when started by msrun or with RANK_TABLE_FILE)')
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # overrides may come before or after options
 
 
 def is_distributed(args):
     """True under msrun (MS_ROLE: workers and the scheduler), with a rank table, or with --distribute."""
     return (args.distribute or os.environ.get('MS_ROLE') in ('MS_WORKER', 'MS_SCHED')
             or int(os.environ.get('RANK_SIZE', '1')) > 1 and bool(os.environ.get('RANK_TABLE_FILE')))
-
-
-def init_parallel(target):
-    """init() the collective backend and set DATA_PARALLEL; returns (rank_id, rank_size)."""
-    import mindspore as ms
-    from mindspore.communication import init, get_rank, get_group_size
-    from src.utils.errors import IRNError
-
-    try:
-        if os.environ.get('RANK_TABLE_FILE') and os.environ.get('DEVICE_ID'):
-            ms.set_device(target, int(os.environ['DEVICE_ID']))  # rank-table launch
-        else:
-            ms.set_device(target)  # msrun gives each worker its device
-        ms.set_context(mode=ms.GRAPH_MODE)
-        init()
-        from src.utils.device import select_conv
-        select_conv(target)
-    except (RuntimeError, ValueError) as exc:
-        raise IRNError(f'data-parallel init failed on {target}: {str(exc).splitlines()[0]}') from None
-    rank_id, rank_size = get_rank(), get_group_size()
-    ms.reset_auto_parallel_context()
-    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL,
-                                 gradients_mean=True, device_num=rank_size)
-    return rank_id, rank_size
 
 
 def build_trainer(argv=None):
@@ -68,12 +43,12 @@ def build_trainer(argv=None):
         opt['datasets']['val']['dataroot_GT'] = args.val_path
     if args.ckpt:
         opt['path']['pretrain_model_G'] = args.ckpt
-    target = opt['device_target']
+    target, fast = opt['device_target'], opt['allow_fast_fp32']
+    from src.utils.device import init_parallel, setup_device
     if is_distributed(args):
-        rank_id, rank_size = init_parallel(target)
+        rank_id, rank_size = init_parallel(target, fast)
     else:
-        from src.utils.device import setup_device
-        setup_device(target, graph=True)
+        setup_device(target, graph=True, allow_fast_fp32=fast)
         rank_id, rank_size = 0, 1
     from src.trainer import Trainer
     return Trainer(opt, resume=args.resume, rank_id=rank_id, rank_size=rank_size)
@@ -82,13 +57,7 @@ def build_trainer(argv=None):
 def main(argv=None):
     """Train as the command line says; Ctrl-C / SIGTERM stop cleanly after the current step."""
     trainer = build_trainer(argv)
-
-    def request_stop(signum, _frame):
-        trainer.stop_requested = True
-        signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, request_stop)
+    trainer.stop_on_signals()  # a second signal stops at once
     trainer.run()
     return 0
 

@@ -10,6 +10,10 @@ its test config). For IRN: each HR image is mod-cropped to the scale, downscaled
 SSIM on uint8 images, RGB and MATLAB Y, ``scale`` pixels cropped from every border; the LR is
 scored against the rounded MATLAB-bicubic LR (no crop). Each model's own protocol is printed
 with its results and written into every report row.
+
+An unreadable image stops the evaluation with one ``error:`` line; with ``--skip_bad_images``
+each one gets its ``error:`` line and is left out (the numbers are those of the set without
+it), the report lists them under ``skipped`` and the exit status is 1.
 """
 import logging
 import os
@@ -32,6 +36,8 @@ def parse_args(argv=None):
                         help='write the output images of every set under --output_dir')
     parser.add_argument('--max_images', type=int, help='only the first N images of each set')
     parser.add_argument('--no_progress', action='store_true', help='no progress bar')
+    parser.add_argument('--skip_bad_images', action='store_true',
+                        help='report unreadable images and go on without them (exit status 1)')
     model_class_of(argv).add_arguments(parser, 'val')
     return parser.parse_args(argv)
 
@@ -51,10 +57,12 @@ def set_names(paths):
 
 
 class _Images:
-    """Iterates a ValidationSource with a progress bar; saves each GT image if asked."""
+    """Iterates a ValidationSource with a progress bar; saves each GT image if asked; with
+    ``skip_bad``, prints an unreadable image's error and goes on (``skipped`` lists them)."""
 
-    def __init__(self, source, desc, save_dir=None, progress=True):
+    def __init__(self, source, desc, save_dir=None, progress=True, skip_bad=False):
         self.source, self.desc, self.save_dir, self.progress = source, desc, save_dir, progress
+        self.skip_bad, self.skipped = skip_bad, []
 
     def __len__(self):
         return len(self.source)
@@ -62,9 +70,16 @@ class _Images:
     def __iter__(self):
         from tqdm import tqdm
         from src.data.io import write_png
-        items = tqdm(self.source, total=len(self.source), desc=self.desc, unit='img',
-                     file=sys.stderr, disable=not self.progress, leave=False)
-        for name, hr in items:
+        for index in tqdm(range(len(self.source)), desc=self.desc, unit='img', file=sys.stderr,
+                          disable=not self.progress, leave=False):
+            try:
+                name, hr = self.source[index]
+            except IRNError as exc:
+                if not self.skip_bad:
+                    raise
+                tqdm.write(f'error: {exc}', file=sys.stderr)
+                self.skipped.append({'name': self.source.names[index], 'error': str(exc)})
+                continue
             if self.save_dir:
                 write_png(os.path.join(self.save_dir, 'GT', name + '.png'), hr)
             yield name, hr
@@ -104,15 +119,16 @@ def main(argv=None):
     from src.data.io import write_png
     from src.data.sources import ValidationSource
     from src.models import create_model
-    from src.report import image_table, set_table, write_csv, write_json
+    from src.report import image_table, write_csv, write_json
     from src.utils.checkpoint import describe_arch
     from src.utils.device import setup_device
+    from src.utils.graphs import compilations
     opt = load_config(default_config(args), args.overrides, scale=args.scale,
                       device_target=args.device_target)
     paths, ckpt, max_images, out_dir = resolve_options(args, opt)
     model = create_model(opt)
     protocol = model.eval_protocol(args)
-    setup_device(opt['device_target'])
+    setup_device(opt['device_target'], allow_fast_fp32=opt['allow_fast_fp32'])
     net = model.load_net(ckpt, expect_scale=opt['scale'])
     print(f'{model.name} evaluation: {ckpt} ({describe_arch(net.arch())})')
     print(model.protocol_text(protocol))
@@ -120,18 +136,21 @@ def main(argv=None):
     for name, path in zip(set_names(paths), paths):
         source = ValidationSource(path, opt['scale'], max_images)
         save_dir = os.path.join(out_dir, name) if args.save_images else None
-        images = _Images(source, name, save_dir, not args.no_progress)
+        images = _Images(source, name, save_dir, not args.no_progress, args.skip_bad_images)
         results = model.evaluate_set(net, images, protocol, keep_images=args.save_images)
         for r in results:
             for kind, img in r.pop('images', {}).items():
                 write_png(os.path.join(save_dir, kind, r['name'] + '.png'), img)
+        if not results:
+            raise IRNError(f'{path}: no readable image ({len(images.skipped)} skipped)')
         sets[name] = {'path': os.path.abspath(path), 'mean': model.summarize(results),
-                      'images': results}
+                      'images': results, 'skipped': images.skipped}
         print()
         print(image_table(name, results, model.report_columns))
     print()
     print(f'Summary ({model.protocol_text(protocol)})')
-    print(set_table(sets, model.report_columns))
+    print(model.summary_table(sets, protocol))
+    print(f'graphs compiled: {compilations()} (one per direction and distinct image size)')
     report = {'model': model.name, 'checkpoint': os.path.abspath(ckpt), 'arch': net.arch(),
               'protocol': protocol, 'command': ' '.join(sys.argv), 'sets': sets}
     if args.report:
@@ -141,7 +160,11 @@ def main(argv=None):
         print(f'report: {base}.json, {base}.csv')
     if args.save_images:
         print(f'images: {out_dir}/<set>/<kind>/ (GT and the model\'s outputs)')
-    return 0
+    skipped = sum(len(s['skipped']) for s in sets.values())
+    if skipped:
+        print(f'{skipped} unreadable image(s) skipped (--skip_bad_images), not in the means: '
+              + ', '.join(f"{n}/{s['name']}" for n, v in sets.items() for s in v['skipped']))
+    return 1 if skipped else 0
 
 
 if __name__ == '__main__':

@@ -2,7 +2,9 @@
 # Export a trained model of the IRN family as inference graphs (IRN: <prefix>_down, <prefix>_up).
 # SCALE is checked against the checkpoint, whose record decides the model.
 # usage: bash scripts/run_export.sh SCALE CKPT [FILE_FORMAT] [FILE_NAME] [HEIGHT WIDTH]
-#   FILE_FORMAT: MINDIR (default, dynamic H/W) | ONNX (needs HEIGHT WIDTH) | AIR (Ascend only)
+#   FILE_FORMAT: MINDIR (default, dynamic H/W) | ONNX (needs HEIGHT WIDTH) | AIR (Ascend only,
+#   deprecated by MindSpore: for Ascend deployment convert the MINDIR with MindSpore Lite's
+#   converter_lite, see the README)
 usage="usage: bash scripts/run_export.sh SCALE CKPT [MINDIR|ONNX|AIR] [FILE_NAME] [HEIGHT WIDTH]"
 if [ $# -lt 2 ] || [ $# -gt 6 ] || [ $# -eq 5 ]; then
     echo "$usage" >&2
@@ -30,4 +32,4 @@ DEVICE=${DEVICE_TARGET:-CPU}
 EXTRA=()
 [ $# -eq 6 ] && EXTRA=(--height "$5" --width "$6")
 exec "$PYTHON" "$ROOT/export.py" --device_target "$DEVICE" --scale "$SCALE" --ckpt "$CKPT" \
-    --file_format "$FORMAT" --file_name "$NAME" "${EXTRA[@]}"
+    --file_format "$FORMAT" --file_name "$NAME" ${EXTRA[@]+"${EXTRA[@]}"}

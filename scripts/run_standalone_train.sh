@@ -4,10 +4,10 @@
 # SCALE: uses src/options/train_IRN_x<SCALE>.yml; CONFIG: any config, e.g.
 # src/options/train_IRN_color.yml (the model is its `model:`). DATA_PATH: a DIV2K root (holding
 # DIV2K_train_HR, and DIV2K_valid_HR for validation), a folder of images, or an LMDB.
-# Environment: DEVICE_TARGET (CPU|GPU|Ascend; default GPU if nvidia-smi works, else CPU),
-# VAL_PATH (validation images), OUTPUT_DIR (default <repo>/experiments), PYTHON (default python),
-# DRY_RUN=1 (print the command only). Re-running the same command resumes from the newest
-# checkpoint in the output directory.
+# Environment: DEVICE_TARGET (CPU|GPU|Ascend; default Ascend if npu-smi works, GPU if
+# nvidia-smi works, else CPU), DEVICE_ID (GPU/Ascend, default 0), VAL_PATH (validation images),
+# OUTPUT_DIR (default <repo>/experiments), PYTHON (default python), DRY_RUN=1 (print the command
+# only). Re-running the same command resumes from the newest checkpoint in the output directory.
 set -euo pipefail
 
 USAGE="SCALE|CONFIG DATA_PATH [section.key=value ...]"
@@ -22,28 +22,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DATA=$(cd "$DATA" && pwd)
 OUTPUT_DIR=${OUTPUT_DIR:-$ROOT/experiments}
 OUTPUT_DIR=$(realpath -m "$OUTPUT_DIR")
-
-if [ -z "${DEVICE_TARGET:-}" ]; then
-  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-    DEVICE_TARGET=GPU
-  else
-    DEVICE_TARGET=CPU
-  fi
-fi
-case "$DEVICE_TARGET" in CPU|GPU|Ascend) ;; *) usage "DEVICE_TARGET must be CPU, GPU or Ascend, got '$DEVICE_TARGET'";; esac
-
-VAL_ARGS=()
-if [ -n "${VAL_PATH:-}" ]; then
-  [ -d "$VAL_PATH" ] || usage "VAL_PATH '$VAL_PATH' is not a directory"
-  VAL_ARGS=(--val_path "$(cd "$VAL_PATH" && pwd)")
-elif [ -d "$DATA/DIV2K_valid_HR" ] || [ -d "$DATA/DIV2K_valid_HR.lmdb" ]; then
-  VAL_ARGS=(--val_path "$DATA")
-fi
-
-NAME=$(awk '/^name:/ {print $2; exit}' "$CONFIG")
-for kv in "$@"; do case "$kv" in name=*) NAME=${kv#name=};; esac; done
+DEVICE_TARGET=${DEVICE_TARGET:-$(detect_device)}
+check_target "$DEVICE_TARGET"
+val_args "$DATA"
+NAME=$(run_name "$@")
 CMD=("${PYTHON:-python}" "$ROOT/train.py" --config "$CONFIG" --device_target "$DEVICE_TARGET"
-     --data_path "$DATA" "${VAL_ARGS[@]}" --output_dir "$OUTPUT_DIR" --resume "$@")
+     --data_path "$DATA" ${VAL_ARGS[@]+"${VAL_ARGS[@]}"} --output_dir "$OUTPUT_DIR" --resume "$@")
 
 echo "device: $DEVICE_TARGET"
 echo "log file: $OUTPUT_DIR/$NAME/train.log"

@@ -14,16 +14,41 @@ product):
 Both compute the same gradients as the plain step (up to float rounding). ``AccumulatingStep``
 adds exact gradient accumulation over micro-batches for any of the modes.
 """
+import mindspore as ms
 from mindspore import mutable, nn, ops
 
-from src.network.blocks import InvBlockExp, coupling_forward, coupling_inverse
+from src.amp import OverflowReset
+from src.optim import ApplyGradients, PlainGrad  # noqa: F401  (PlainGrad: a grad source)
 from src.utils.errors import IRNError
 
 MODES = ('plain', 'recompute', 'invertible')
+PROTOCOL = ('construct', 'inverse', 'weights', 'apply', 'graph_key')
+
+
+def _check_protocol(op):
+    """Every op of ``net.operations`` is invertible and a pure function of (x, weights)."""
+    missing = [m for m in PROTOCOL if not callable(getattr(op, m, None))]
+    if missing:
+        raise IRNError(f'{type(op).__name__} cannot run block-wise (train.memory_mode recompute / '
+                       f'invertible): it lacks {", ".join(missing)}')
+
+
+class _Apply(nn.Cell):
+    """One direction of an invertible op as a function of (input, weights): one graph serves
+    every op with the same ``graph_key()``. (MindSpore keeps each compiled graph's working
+    memory, so per-block graphs would add up to as much memory as the plain step.)"""
+
+    def __init__(self, op, inverse):
+        super().__init__(auto_prefix=False)
+        self.op = op  # only its non-tensor settings are used; the weights come in as inputs
+        self.is_inverse = inverse
+
+    def construct(self, x, weights):
+        return self.op.apply(x, weights, self.is_inverse)
 
 
 class _Direction(nn.Cell):
-    """One direction of one operation (Haar or coupling block) as its own graph."""
+    """One direction of a parameter-free op (Haar) as a function of its input alone."""
 
     def __init__(self, op, inverse):
         super().__init__(auto_prefix=False)
@@ -31,32 +56,15 @@ class _Direction(nn.Cell):
         self.is_inverse = inverse
 
     def construct(self, x):
-        if self.is_inverse:
-            return self.op.inverse(x)
-        return self.op(x)
+        return self.op.apply(x, (), self.is_inverse)
 
 
-class _Coupling(nn.Cell):
-    """A coupling block as a function of (input, weights): one graph serves every block of a
-    level. (MindSpore keeps each compiled graph's working memory, so per-block graphs would
-    add up to as much memory as the plain step.)"""
-
-    def __init__(self, split, clamp, half, inverse):
-        super().__init__()
-        self.split, self.clamp, self.half, self.is_inverse = split, clamp, half, inverse
-
-    def construct(self, x, weights):
-        if self.is_inverse:
-            return coupling_inverse(x, weights, self.split, self.clamp, self.half)
-        return coupling_forward(x, weights, self.split, self.clamp, self.half)
-
-
-class _CouplingVJP(nn.Cell):
+class _ApplyVJP(nn.Cell):
     """(input, weights, cotangent of the output) -> (cotangent of the input, weight gradients)."""
 
-    def __init__(self, split, clamp, half, inverse):
-        super().__init__()
-        self.fn = _Coupling(split, clamp, half, inverse)
+    def __init__(self, op, inverse):
+        super().__init__(auto_prefix=False)
+        self.fn = _Apply(op, inverse)
         self.grad = ops.GradOperation(get_all=True, sens_param=True)
 
     def construct(self, x, weights, d_out):
@@ -88,16 +96,17 @@ class _ForwardHead(nn.Cell):
 
 
 class _HeadObjective(nn.Cell):
-    """l_fit + l_ce + <upscaling input, its cotangent>: its gradient is the forward output's."""
+    """(l_fit + l_ce) * scale + <upscaling input, its cotangent>: its gradient is the forward
+    output's (the cotangent already carries the loss scale)."""
 
     def __init__(self, loss):
         super().__init__(auto_prefix=False)
         self.loss = loss
 
-    def construct(self, out, lr_ref, z_noise, d_back):
+    def construct(self, out, lr_ref, z_noise, d_back, scale):
         l_fit, l_ce = self.loss.forward_terms(out, lr_ref)
         back = self.loss.backward_input(out, z_noise)
-        return l_fit + l_ce + (back * ops.stop_gradient(d_back)).sum()
+        return (l_fit + l_ce) * scale + (back * ops.stop_gradient(d_back)).sum()
 
 
 class _HeadGrad(nn.Cell):
@@ -106,20 +115,21 @@ class _HeadGrad(nn.Cell):
         self.objective = _HeadObjective(loss)
         self.grad = ops.GradOperation()
 
-    def construct(self, out, lr_ref, z_noise, d_back):
-        return self.grad(self.objective)(out, lr_ref, z_noise, d_back)
+    def construct(self, out, lr_ref, z_noise, d_back, scale):
+        return self.grad(self.objective)(out, lr_ref, z_noise, d_back, scale)
 
 
 class _RecHead(nn.Cell):
-    """Upscaled output -> (l_rec, its gradient)."""
+    """Upscaled output -> (l_rec, its gradient times the loss scale)."""
 
     def __init__(self, loss):
         super().__init__(auto_prefix=False)
         self.loss = loss
         self.grad = ops.GradOperation(get_all=True)
 
-    def construct(self, hr, rec):
-        return self.loss.reconstruction(hr, rec), self.grad(self.loss.reconstruction)(hr, rec)[1]
+    def construct(self, hr, rec, scale):
+        return (self.loss.reconstruction(hr, rec),
+                self.grad(self.loss.reconstruction)(hr, rec)[1] * scale)
 
 
 class BlockwiseGrad:
@@ -131,11 +141,16 @@ class BlockwiseGrad:
     Args:
         net_with_loss (IRNWithLoss): supplies the network and the loss terms.
         store_inputs (bool): keep block inputs (``recompute``) or rebuild them (``invertible``).
+        loss_scale (LossScale): optional (amp O1): the backward pass starts from the scaled
+            cotangents, so every block's gradients are scaled (:class:`ApplyGradients`
+            unscales them after the all-reduce).
     """
 
-    def __init__(self, net_with_loss, store_inputs):
+    def __init__(self, net_with_loss, store_inputs, loss_scale=None):
         net, loss = net_with_loss.net, net_with_loss.loss
         self.store_inputs = store_inputs
+        self.loss_scale = loss_scale
+        self.unit = ms.Tensor(1.0, ms.float32)  # the scale without loss scaling (exact)
         self.ops = list(net.operations)
         shared = {}
         position = {p.name: i for i, p in enumerate(net.trainable_params())}
@@ -143,28 +158,25 @@ class BlockwiseGrad:
         self.forward, self.inverse, self.vjp_forward, self.vjp_inverse = [], [], [], []
         self.weights, self.slots = [], []
         for op in self.ops:
-            if isinstance(op, InvBlockExp):
-                key = (op.split1, op.clamp, op.half)
-                if key not in shared:
-                    shared[key] = [cls(*key, inverse) for cls in (_Coupling, _CouplingVJP)
-                                   for inverse in (False, True)]
-                fwd, inv, vjp_fwd, vjp_inv = shared[key]
-                weights = op.weights()
-            else:  # Haar: parameter-free and cheap, a graph of its own
-                fwd, inv = _Direction(op, False), _Direction(op, True)
-                vjp_fwd, vjp_inv = _LinearVJP(op, False), _LinearVJP(op, True)
-                weights = ()
+            _check_protocol(op)
+            weights = tuple(op.weights())
+            key = op.graph_key()
+            if key not in shared:  # the first op of a kind stands for all of them
+                kinds = (_Apply, _ApplyVJP) if weights else (_Direction, _LinearVJP)
+                shared[key] = [cls(op, inverse) for cls in kinds for inverse in (False, True)]
+            fwd, inv, vjp_fwd, vjp_inv = shared[key]
             self.forward.append(fwd)
             self.inverse.append(inv)
             self.vjp_forward.append(vjp_fwd)
             self.vjp_inverse.append(vjp_inv)
             self.weights.append(weights)
-            self.slots.append([position[p.name] for p in weights])
+            self.slots.append([position.get(p.name) for p in weights])  # None: frozen
         self.head, self.head_grad, self.rec_head = _ForwardHead(loss), _HeadGrad(loss), _RecHead(loss)
 
     def _accumulate(self, grads, k, d_weights):
         for slot, g in zip(self.slots[k], d_weights):
-            grads[slot] = g if grads[slot] is None else grads[slot] + g
+            if slot is not None:
+                grads[slot] = g if grads[slot] is None else grads[slot] + g
 
     def _run(self, cells, k, x):
         if self.weights[k]:
@@ -193,7 +205,8 @@ class BlockwiseGrad:
             if self.store_inputs:
                 kept_inverse.append(h)
             h = self._run(self.inverse, k, h)
-        l_rec, d = self.rec_head(hr, h)
+        scale = self.unit if self.loss_scale is None else self.loss_scale.value
+        l_rec, d = self.rec_head(hr, h, scale)
 
         grads = [None] * self.num_params
         # Upscaling chain, undone from its output: the input of inverse[k] is forward[k](its output).
@@ -201,7 +214,7 @@ class BlockwiseGrad:
             x = kept_inverse[n - 1 - k] if self.store_inputs else self._run(self.forward, k, h)
             d = self._step_back(self.vjp_inverse, k, x, d, grads)
             h = x
-        d = self.head_grad(out, lr_ref, z_noise, d)
+        d = self.head_grad(out, lr_ref, z_noise, d, scale)
         # Downscaling chain, from the output back: the input of forward[k] is inverse[k](its output).
         h = out
         for k in reversed(range(n)):
@@ -211,56 +224,36 @@ class BlockwiseGrad:
         return (l_fit + l_ce + l_rec, l_fit, l_ce, l_rec), tuple(grads)
 
 
-class PlainGrad(nn.Cell):
-    """Loss values and gradients by autodiff of the whole objective (one graph)."""
-
-    def __init__(self, net_with_loss, weights):
-        super().__init__(auto_prefix=False)
-        self.grad_fn = ops.value_and_grad(net_with_loss, None, weights, has_aux=True)
-
-    def construct(self, hr, lr_ref, z_noise):
-        return self.grad_fn(hr, lr_ref, z_noise)
-
-
-class ApplyGradients(nn.Cell):
-    """(all-reduce), finiteness check, clipping and the optimizer update, as one graph."""
-
-    def __init__(self, optimizer, grad_reducer=None):
-        super().__init__(auto_prefix=False)
-        self.optimizer = optimizer
-        self.grad_reducer = grad_reducer if grad_reducer is not None else ops.identity
-
-    def construct(self, grads, loss, lr):
-        grads = self.grad_reducer(grads)
-        norm = self.optimizer.global_norm(grads)
-        ok = ops.logical_and(ops.isfinite(loss), ops.isfinite(norm))
-        return self.optimizer(grads, lr, ok), ok
-
-
 class AccumulatingStep:
     """A train step computing gradients in micro-batches with ``grad_source``, then one update.
 
     The objective is a batch mean of per-image terms, so the batch gradient is the mean of the
     equal-sized micro-batch gradients; clipping and weight decay then apply once, as in the
-    plain step. Same call and results as ``optim.TrainStep``.
+    plain step. Same call and results as ``optim.TrainStep``. ``loss_scale``: the
+    :class:`src.amp.LossScale` the grad source was built with (None: no loss scaling).
     """
 
-    def __init__(self, grad_source, optimizer, micro_batch=None, grad_reducer=None):
+    def __init__(self, grad_source, optimizer, micro_batch=None, grad_reducer=None,
+                 loss_scale=None):
         self.grad_source = grad_source
-        self.apply = ApplyGradients(optimizer, grad_reducer)
+        self.apply = ApplyGradients(optimizer, grad_reducer, loss_scale)
         self.micro_batch = micro_batch
+        self.reset = OverflowReset()
 
-    def __call__(self, hr, lr_ref, z_noise, lr):
-        batch = hr.shape[0]
+    def __call__(self, *args):
+        inputs, lr = args[:-1], args[-1]  # every input is batch-first
+        batch = inputs[0].shape[0]
         m = self.micro_batch or batch
         if batch % m:
             raise IRNError(f'train.micro_batch {m} does not divide the batch of {batch} images '
                            'this device computes (datasets.train.batch_size / devices)')
         chunks = batch // m
+        if self.reset.enabled:  # Ascend saturation mode: this step's overflows only
+            inputs = (self.reset(inputs[0]),) + tuple(inputs[1:])
         losses, grads = None, None
         for i in range(chunks):
             part = slice(i * m, (i + 1) * m)
-            l_i, g_i = self.grad_source(hr[part], lr_ref[part], z_noise[part])
+            l_i, g_i = self.grad_source(*[t[part] for t in inputs])
             if grads is None:
                 losses, grads = list(l_i), list(g_i)
             else:

@@ -45,6 +45,7 @@ SCHEMA = {
     'distortion': (str, 'sr'),
     'scale': (int, 4),
     'device_target': (str, 'CPU'),
+    'allow_fast_fp32': (bool, False),        # GPU TF32 / Ascend HF32 for float32 conv, matmul
     'datasets': {'train': _dataset_schema(True), 'val': _dataset_schema(False)},
     'network_G': {
         'which_model_G': {'subnet_type': (str, 'DBNet')},
@@ -84,9 +85,16 @@ SCHEMA = {
         'weight_decay_G': (float, 1e-5),
         'gradient_clipping': (float, 10.0),
         'gaussian_scale': (float, 1.0),
+        'add_noise_on_y': (bool, False),       # noise fine-tune (EXTENSIONS.md 5.1)
+        'y_noise_prob': (float, OPTIONAL),
+        'y_noise_scale': (float, OPTIONAL),
         'micro_batch': (int, OPTIONAL),        # default: the whole batch
         'memory_mode': (str, 'plain'),
         'amp_level': (str, 'O0'),
+        'loss_scale': (str, OPTIONAL),         # 'dynamic' (amp O1): mindspore.amp.DynamicLossScaler
+        'loss_scale_value': (float, 1.0),      # its initial scale (README: loss scaling),
+        'loss_scale_factor': (int, 2),         # the factor it shrinks / grows by,
+        'loss_scale_window': (int, 1000),      # the finite steps before it grows
         'max_nonfinite': (int, 10),
     },
     'val': {
@@ -109,10 +117,11 @@ CHOICES = {
     'device_target': ('CPU', 'GPU', 'Ascend'),
     'network_G.which_model_G.subnet_type': ('DBNet',),
     'train.lr_scheme': ('MultiStepLR', 'CosineAnnealingLR_Restart'),
-    'train.pixel_criterion_forw': ('l2',),
+    'train.pixel_criterion_forw': ('l2', 'l1'),
     'train.pixel_criterion_back': ('l1',),
     'train.memory_mode': ('auto', 'plain', 'recompute', 'invertible'),
     'train.amp_level': ('O0', 'O1'),
+    'train.loss_scale': (None, 'dynamic'),
     'val.z_mode': ('sample', 'zero'),
 }
 
@@ -164,12 +173,12 @@ def _merge(dst, src, schema, prefix, source):
             dst[key] = _coerce(value, spec[0], where, source)
 
 
-def _overlay(base, extra):
+def overlay_schema(base, extra):
     """``base`` with the keys of ``extra`` added or replaced (sections merged recursively)."""
     out = dict(base)
     for key, spec in extra.items():
         if isinstance(spec, dict) and isinstance(out.get(key), dict):
-            out[key] = _overlay(out[key], spec)
+            out[key] = overlay_schema(out[key], spec)
         else:
             out[key] = spec
     return out
@@ -179,7 +188,7 @@ def model_schema(name, source='config'):
     """(schema, choices, Model class) of the model registered as ``name``."""
     from src.models import model_class
     cls = model_class(name, source)
-    return _overlay(SCHEMA, cls.SCHEMA), {**CHOICES, **cls.CHOICES}, cls
+    return overlay_schema(SCHEMA, cls.SCHEMA), {**CHOICES, **cls.CHOICES}, cls
 
 
 def _set_path(opt, dotted, value, schema, source):
@@ -270,11 +279,17 @@ def validate(opt, source, choices, cls):
     opt['network_G']['scale'] = scale  # as the authors' options.parse does
     cls.check_config(opt, source)
     train = opt['train']
+    if train['add_noise_on_y']:
+        for key in ('y_noise_prob', 'y_noise_scale'):
+            if train[key] is None or train[key] < 0:
+                raise IRNError(f'{source}: train.add_noise_on_y needs train.{key} (>= 0)')
     batch = opt['datasets']['train']['batch_size']
     micro = train['micro_batch']  # None: each device's whole batch at once
     if micro is not None and (micro <= 0 or batch % micro):
         raise IRNError(f'{source}: train.micro_batch ({micro}) must divide '
                        f'datasets.train.batch_size ({batch})')
+    from src.amp import check_loss_scale
+    check_loss_scale(train, source)
     gt = opt['datasets']['train']['GT_size']
     if gt % scale:
         raise IRNError(f'{source}: datasets.train.GT_size ({gt}) must be a multiple of scale {scale}')
@@ -283,5 +298,5 @@ def validate(opt, source, choices, cls):
 
 def dump_config(opt, path):
     """Write the merged config (what actually ran) as yaml."""
-    with open(path, 'w', encoding='utf-8') as f:
-        yaml.safe_dump(opt, f, sort_keys=False)
+    from src.utils.atomic import write_text
+    write_text(path, yaml.safe_dump(opt, sort_keys=False), 'config')

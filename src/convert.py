@@ -1,4 +1,5 @@
-"""Convert PyTorch weights (.pth) to MindSpore checkpoints, without PyTorch.
+"""Convert the authors' PyTorch weights (.pth: IRN, IRN_LD, IRN_E, IRN-Color, SAIN, ...) to a MindSpore
+checkpoint, without PyTorch.
 
 Two ``torch.save`` formats are read:
 
@@ -10,8 +11,11 @@ Two ``torch.save`` formats are read:
 
 Only the handful of classes a state dict uses may be unpickled.
 
-Usage: python -m src.convert IRN_x4.pth irn_x4.ckpt [--scale 4]
-       python -m src.convert --vgg19 vgg19-dcbb9e9d.pth vgg19_features.ckpt
+Usage: python -m src.convert IRN_x4.pth irn_x4.ckpt [--scale 4]   (IRN_LD x3: --scale 3)
+       python -m src.convert SAINx2_JPEG.pth sain_x2_jpeg.ckpt [--scale 2]
+       python -m src.convert IRN_color.pth irn_color.ckpt [--model IRN-Color]
+       python -m src.convert CRM_x2_q90.pth crm_x2_q90.ckpt            (the CRM of IRN + JPEG)
+       python -m src.convert --vgg19 vgg19-dcbb9e9d.pth vgg19_features.ckpt   (IRN+'s VGG19)
 """
 import argparse
 import collections
@@ -203,13 +207,42 @@ def read_pth(path):
         raise IRNError(f'{path}: corrupt or truncated .pth ({type(exc).__name__}: {exc})') from None
 
 
-_KEY = re.compile(r'^operations\.(\d+)\.(haar_weights|[FGH]\.conv[1-5]\.(weight|bias))$')
+_KEY = re.compile(r'^operations\.(\d+)\.(haar_weights|conv_weights|[FGH]\.conv[1-5]\.(weight|bias))$')
 
 
-def torch_state_to_ours(state, path='<state>'):
-    """Map the authors' parameter names to ours and infer the block layout.
+def _layout(kinds, state, path):
+    """Operation kinds in order ('haar' / 'conv' / 'block') -> the architecture they build."""
+    from src.network.irn import arch_record
+    n = len(kinds)
+    if kinds[0] == 'conv':  # IRN_LD: one ConvDownsampling, then coupling blocks
+        if 'conv' in kinds[1:] or 'haar' in kinds:
+            raise IRNError(f'{path}: a ConvDownsampling must be the only downsampling (operations.0)')
+        shape = state['operations.0.conv_weights'].shape
+        s = int(round(shape[0] ** 0.5)) if len(shape) == 2 else 0
+        if s < 2 or shape != (s * s, s * s):
+            raise IRNError(f'{path}: operations.0.conv_weights has shape {shape}, expected (s*s, s*s)')
+        return arch_record(s, [n - 1], 'conv', True)
+    haar = [i for i, k in enumerate(kinds) if k == 'haar']
+    if not haar or haar[0] != 0:
+        raise IRNError(f'{path}: operations.0 is not a Haar transform or a ConvDownsampling')
+    for level, i in enumerate(haar):
+        w = state[f'operations.{i}.haar_weights']
+        if w.shape != (3 * 4 ** (level + 1), 1, 2, 2):
+            raise IRNError(f'{path}: operations.{i}.haar_weights has shape {w.shape}, expected '
+                           f'{(3 * 4 ** (level + 1), 1, 2, 2)}')
+    if len(haar) > 1 and haar == list(range(len(haar))):  # IRN_E: all Haar levels first
+        return arch_record(2 ** len(haar), [n - len(haar)], 'haar', True)
+    bounds = haar + [n]
+    block_num = [bounds[i + 1] - bounds[i] - 1 for i in range(len(haar))]
+    return arch_record(2 ** len(haar), block_num)
 
-    Returns ``(weights, block_num)``; Haar weights are checked and dropped (ours are fixed).
+
+def torch_to_irn(state, path='<state>'):
+    """Map the authors' parameter names to ours and infer the architecture.
+
+    Returns ``(weights, arch)`` with ``arch`` as ``InvRescaleNet.arch()``: IRN, IRN_LD
+    (``operations.0.conv_weights``, s*s x s*s) or IRN_E (all Haar levels first). Haar weights
+    are checked and dropped (ours are fixed).
     """
     state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
     bad = [k for k in state if not _KEY.match(k)]
@@ -218,39 +251,121 @@ def torch_state_to_ours(state, path='<state>'):
     ops = sorted({int(_KEY.match(k).group(1)) for k in state})
     if ops != list(range(len(ops))):
         raise IRNError(f'{path}: operations are not numbered 0..{len(ops) - 1}: missing operations')
-    haar = [i for i in ops if f'operations.{i}.haar_weights' in state]
-    if not haar or haar[0] != 0:
-        raise IRNError(f'{path}: operations.0 is not a Haar transform')
-    bounds = haar + [len(ops)]
-    block_num = [bounds[i + 1] - bounds[i] - 1 for i in range(len(haar))]
-    for level, i in enumerate(haar):
-        w = state[f'operations.{i}.haar_weights']
-        if w.shape != (3 * 4 ** (level + 1), 1, 2, 2):
-            raise IRNError(f'{path}: operations.{i}.haar_weights has shape {w.shape}, expected '
-                           f'{(3 * 4 ** (level + 1), 1, 2, 2)}')
+    kinds = ['haar' if f'operations.{i}.haar_weights' in state else
+             'conv' if f'operations.{i}.conv_weights' in state else 'block' for i in ops]
+    arch = _layout(kinds, state, path)
     weights = {k: np.asarray(v, dtype=np.float32) for k, v in state.items() if 'haar' not in k}
-    return weights, block_num
+    return weights, arch
 
 
-def torch_to_irn(state, path):
-    """:func:`torch_state_to_ours` returning ``(weights, architecture record)``."""
-    weights, block_num = torch_state_to_ours(state, path)
-    return weights, {'net': 'InvRescaleNet', 'scale': 2 ** len(block_num), 'block_num': block_num}
+_GREY_KEY = re.compile(r'^operations\.(\d+)\.(conv_weights|[FGH]\.conv[1-5]\.(weight|bias))$')
 
 
-def convert(src, dst, scale=None):
-    """Convert ``src`` (.pth) to ``dst`` (.ckpt); checks every key and shape. Returns block_num."""
-    from src.network import InvRescaleNet
-    from src.utils.checkpoint import load_weights, save_weights
-    weights, block_num = torch_state_to_ours(read_pth(src), src)
-    if scale is not None and 2 ** len(block_num) != scale:
-        raise IRNError(f'{src}: holds an x{2 ** len(block_num)} IRN (blocks {block_num}), '
-                       f'but --scale {scale} was given')
-    net = InvRescaleNet(block_num)
-    load_weights(net, src)  # checks names and shapes against a real network
-    save_weights({p.name: p.asnumpy() for p in net.get_parameters()}, dst,
-                 {'model': 'IRN', **net.arch()})
-    return block_num
+_RRDB_KEY = re.compile(r'^(conv_first|trunk_conv|conv_last)\.(weight|bias)$'
+                       r'|^RRDB_trunk\.(\d+)\.RDB[123]\.conv[1-5]\.(weight|bias)$')
+
+
+def is_crm_state(state):
+    """True when a state dict holds the authors' CRM (RRDBNet) rather than an IRN."""
+    return 'conv_first.weight' in state or 'module.conv_first.weight' in state
+
+
+def crm_state_to_ours(state, path='<state>'):
+    """The authors' CRM (``RRDBNet``) state dict -> ``(weights, layout)``.
+
+    ``layout`` = {in_nc, out_nc, nf, nb, gc}, read from the tensor shapes; every key and shape
+    is then checked against an RRDBNet of that layout (one-line IRNError naming the file).
+    """
+    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+    bad = [k for k in state if not _RRDB_KEY.match(k)]
+    if bad:
+        raise IRNError(f'{path}: unexpected key {bad[0]!r} ({len(bad)} unknown keys): not an '
+                       'RRDBNet (CRM) state_dict')
+    for key in ('conv_first.weight', 'conv_last.weight'):
+        if key not in state or np.ndim(state[key]) != 4:
+            raise IRNError(f'{path}: {key} missing or not a 4-d conv weight: not a CRM state_dict')
+    blocks = sorted({int(m.group(3)) for m in map(_RRDB_KEY.match, state) if m.group(3)})
+    if blocks != list(range(len(blocks))):
+        raise IRNError(f'{path}: RRDB_trunk blocks are not numbered 0..{len(blocks) - 1}')
+    first, last = state['conv_first.weight'], state['conv_last.weight']
+    gc_key = 'RRDB_trunk.0.RDB1.conv1.weight'
+    layout = {'in_nc': int(first.shape[1]), 'out_nc': int(last.shape[0]), 'nf': int(first.shape[0]),
+              'nb': len(blocks), 'gc': int(state[gc_key].shape[0]) if gc_key in state else 32}
+    from src.network.rrdb import RRDBNet
+    expected = {p.name: tuple(p.shape) for p in RRDBNet(**layout).get_parameters()}
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise IRNError(f'{path}: {missing[0]} missing ({len(missing)} keys) for an RRDBNet '
+                       f'{layout}')
+    for name, shape in expected.items():
+        if tuple(state[name].shape) != shape:
+            raise IRNError(f'{path}: {name} has shape {tuple(state[name].shape)}, an RRDBNet '
+                           f'{layout} expects {shape}')
+    return {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}, layout
+
+
+def torch_to_crm(state, path):
+    """:func:`crm_state_to_ours` returning ``(weights, architecture record)``."""
+    weights, layout = crm_state_to_ours(state, path)
+    return weights, {'net': 'RRDBNet', **layout}
+
+
+def convert_crm(src, dst):
+    """Convert an authors' CRM .pth to our CRM .ckpt (layout recorded). Returns the layout."""
+    from src.compression import save_crm
+    weights, layout = crm_state_to_ours(read_pth(src), src)
+    save_crm(weights, layout, dst)
+    return layout
+
+
+def torch_to_grey(state, path='<state>'):
+    """The authors' IRN-Color (``InvGreyNet``) state dict -> ``(weights, architecture record)``.
+
+    Checks that it is a colour net: a 3x3 ``operations.0.conv_weights`` followed by
+    coupling blocks only; the blocks' shapes are checked when loaded into a network.
+    """
+    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+    if any(k.endswith('.haar_weights') for k in state):
+        raise IRNError(f'{path}: holds a base IRN state_dict (Haar transforms), not an IRN-Color net')
+    bad = [k for k in state if not _GREY_KEY.match(k)]
+    if bad:
+        raise IRNError(f'{path}: unexpected key {bad[0]!r} ({len(bad)} unknown keys): '
+                       'not an IRN-Color state_dict')
+    matrix = state.get('operations.0.conv_weights')
+    if matrix is None:
+        raise IRNError(f'{path}: no operations.0.conv_weights: not an IRN-Color state_dict')
+    if tuple(matrix.shape) != (3, 3):
+        raise IRNError(f'{path}: operations.0.conv_weights is {tuple(matrix.shape)}, not the 3x3 '
+                       'colour matrix of IRN-Color (an IRN_LD downsampling matrix?)')
+    ops = sorted({int(_GREY_KEY.match(k).group(1)) for k in state})
+    if ops != list(range(len(ops))):
+        raise IRNError(f'{path}: operations are not numbered 0..{len(ops) - 1}: missing operations')
+    extra = [k for k in state if k.endswith('conv_weights') and k != 'operations.0.conv_weights']
+    if extra:
+        raise IRNError(f'{path}: {extra[0]} is a second matrix: not an IRN-Color state_dict')
+    weights = {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}
+    return weights, {'net': 'InvGreyNet', 'scale': 1, 'block_num': [len(ops) - 1]}
+
+
+def convert(src, dst, scale=None, model=None):
+    """Convert ``src`` (.pth) to ``dst`` (.ckpt); checks every key, shape and ``scale``.
+
+    The model is the one whose key names the file holds (:func:`src.models.checkpoint_model`:
+    IRN's ``operations.N`` incl. IRN_LD / IRN_E, IRN-Color's 3x3 colour matrix, SAIN's
+    ``down_operations`` / ``comp_operations`` / ``gmm``, ...); ``model``, if given, must be it.
+    Returns ``(model name, architecture record)``.
+    """
+    from src.config import load_config
+    from src.models import checkpoint_model, create_model
+    cls, _ = checkpoint_model(src)
+    if model is not None and cls.name != model:
+        raise IRNError(f'{src}: holds a {cls.name} state_dict, but --model {model} was given')
+    m = create_model(load_config(model=cls.name))
+    net = m.load_net(src, expect_scale=scale)
+    if scale is not None and net.scale == 1:
+        raise IRNError(f'{src}: --scale does not apply to {cls.name} (it does not rescale)')
+    m.save_net(dst, net)
+    return cls.name, net.arch()
 
 
 def convert_vgg19(src, dst):
@@ -270,26 +385,36 @@ def convert_vgg19(src, dst):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='Convert authors\' IRN .pth weights (or '
-                                     'torchvision\'s VGG19, --vgg19) to MindSpore .ckpt')
-    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth or vgg19-dcbb9e9d.pth')
+    parser = argparse.ArgumentParser(description="Convert the authors' IRN-family .pth weights "
+                                     "(IRN, IRN-Color, SAIN, the CRM; torchvision's VGG19 for "
+                                     'IRN+ with --vgg19) to a MindSpore .ckpt')
+    parser.add_argument('src', help='PyTorch state_dict, e.g. IRN_x4.pth, IRN_color.pth, '
+                        'SAINx2_JPEG.pth, CRM_x2_q90.pth or vgg19-dcbb9e9d.pth')
     parser.add_argument('dst', help='output MindSpore checkpoint, e.g. irn_x4.ckpt')
-    parser.add_argument('--scale', type=int, choices=(2, 4, 8), help='expected scale (checked)')
+    parser.add_argument('--scale', type=int, choices=range(2, 9), metavar='S',
+                        help='expected scale (checked): 2/4/8, or 2..8 for IRN_LD')
+    parser.add_argument('--model', choices=('IRN', 'IRN-Color', 'SAIN'),
+                        help='expected model (checked; default: read from the keys)')
     parser.add_argument('--vgg19', action='store_true',
-                        help="src is torchvision's vgg19 file: keep features.0-34 for IRN+")
+                        help="src is torchvision's vgg19 file: keep features.0-34 for IRN+'s "
+                             'feature loss (path.pretrain_model_F)')
     args = parser.parse_args(argv)
     try:
         if args.vgg19:
             count = convert_vgg19(args.src, args.dst)
-        else:
-            block_num = convert(args.src, args.dst, args.scale)
+            print(f'wrote {args.dst}: VGG19 features.0-34 (16 convolutions, {count} parameters)')
+            return 0
+        if is_crm_state(read_pth(args.src)):
+            layout = convert_crm(args.src, args.dst)
+            print(f'wrote {args.dst}: CRM (RRDBNet) '
+                  + ' '.join(f'{k} {v}' for k, v in layout.items()))
+            return 0
+        name, arch = convert(args.src, args.dst, args.scale, args.model)
     except IRNError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
-    if args.vgg19:
-        print(f'wrote {args.dst}: VGG19 features.0-34 (16 convolutions, {count} parameters)')
-    else:
-        print(f'wrote {args.dst}: x{2 ** len(block_num)} IRN, blocks {block_num}')
+    from src.utils.checkpoint import describe_arch
+    print(f'wrote {args.dst}: {name} {describe_arch(arch)}')
     return 0
 
 

@@ -6,6 +6,7 @@ z = 0 or z ~ N(0, I) drawn by numpy from a generator seeded by ``(seed, image in
 every border. The metrics of several draws are averaged. The LR is scored too: PSNR / SSIM of
 the quantised IRN LR against the rounded MATLAB-bicubic LR, without cropping.
 """
+import itertools
 
 import numpy as np
 import mindspore as ms
@@ -14,17 +15,19 @@ from mindspore import nn
 from src.data.bicubic import imresize
 from src.metrics import calculate_psnr, calculate_ssim, mean_metrics, tensor_to_uint8
 from src.network import Quantization
-from src.network.fast_conv import mindspore_conv
 from src.utils.errors import IRNError
+from src.utils.graphs import ShapeGraphs
 
-__all__ = ['Downscaler', 'Upscaler', 'evaluate', 'summarize', 'sample_z', 'METRICS']
+__all__ = ['Downscaler', 'Upscaler', 'compiled_cells', 'evaluate', 'summarize', 'sample_z',
+           'METRICS']
 
 METRICS = ('psnr_rgb', 'ssim_rgb', 'psnr_y', 'ssim_y', 'lr_psnr_rgb', 'lr_ssim_rgb',
            'lr_psnr_y', 'lr_ssim_y')
 
 
 class Downscaler(nn.Cell):
-    """HR (1, 3, H, W) -> (quantised LR, z) with the network's forward direction."""
+    """HR (1, 3, H, W) -> (quantised LR, z) with the network's forward direction (the grey
+    image instead of the LR for IRN-Color)."""
 
     def __init__(self, net):
         super().__init__(auto_prefix=False)
@@ -37,7 +40,7 @@ class Downscaler(nn.Cell):
 
 
 class Upscaler(nn.Cell):
-    """(LR, z) -> HR with the network's inverse direction."""
+    """(LR, z) -> HR with the network's inverse direction (also (grey, z) -> RGB for IRN-Color)."""
 
     def __init__(self, net):
         super().__init__(auto_prefix=False)
@@ -57,7 +60,7 @@ def sample_z(shape, z_mode, seed, index, draw):
         shape).astype(np.float32)
 
 
-def _pair_metrics(out, ref, crop, prefix, key_prefix=''):
+def pair_metrics(out, ref, crop, prefix, key_prefix=''):
     """PSNR / SSIM of two uint8 images in RGB and Y."""
     res = {}
     for space, y in (('rgb', False), ('y', True)):
@@ -66,25 +69,21 @@ def _pair_metrics(out, ref, crop, prefix, key_prefix=''):
     return res
 
 
-_CELLS = {}  # id(net) -> (net, Downscaler, Upscaler): compile once per network
+_CELLS = {}  # id(net) -> (net, Downscaler, Upscaler): graphs kept for the process
 
 
-def _cells(net):
-    """The (Downscaler, Upscaler) pair of ``net``, built and compiled once."""
+def compiled_cells(net):
+    """The (Downscaler, Upscaler) graphs of ``net``: static shapes, one graph per image shape.
+
+    Static shapes let the fast CPU convolution run (see :mod:`src.utils.graphs`); a test set
+    costs one compilation per direction and distinct image size.
+    """
     cached = _CELLS.get(id(net))
     if cached is None or cached[0] is not net:
-        z_channels = net.channel_out - net.channel_in
-        cached = (net, _dynamic(Downscaler(net), net.channel_in),
-                  _dynamic(Upscaler(net), net.channel_in, z_channels))
+        cached = (net, ShapeGraphs(Downscaler(net)), ShapeGraphs(Upscaler(net)))
         _CELLS.clear()
         _CELLS[id(net)] = cached
     return cached[1], cached[2]
-
-
-def _dynamic(cell, *channels):
-    """Compile ``cell`` once for any spatial size (avoids one graph per image shape)."""
-    cell.set_inputs(*[ms.Tensor(shape=[1, c, None, None], dtype=ms.float32) for c in channels])
-    return cell
 
 
 def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=False):
@@ -93,7 +92,9 @@ def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=F
     Args:
         net (InvRescaleNet): the network (its mode is set to eval-style inference here).
         source: iterable of ``(name, hr)`` with ``hr`` float32 HxWx3 RGB in [0, 1], already
-            mod-cropped to ``scale`` (e.g. :class:`src.data.sources.ValidationSource`).
+            mod-cropped to ``scale`` (e.g. :class:`src.data.sources.ValidationSource`). The
+            z seed of an image is its position; a source with ``indices`` (a shard of a set,
+            :class:`src.distributed.ShardedSource`) gives the positions in the whole set.
         scale (int): rescaling factor; also the border cropped before HR metrics.
         z_mode (str): 'sample' (z ~ N(0, I)) or 'zero'.
         seed (int): base seed of the z draws (image ``i``, draw ``d`` uses ``[seed, i, d]``).
@@ -109,29 +110,28 @@ def evaluate(net, source, scale, z_mode='sample', seed=0, draws=1, keep_images=F
         raise IRNError(f'val.z_draws must be >= 1, got {draws}')
     if scale != net.scale:
         raise IRNError(f'evaluation scale x{scale} does not match the network (x{net.scale})')
-    down, up = _cells(net)
+    down, up = compiled_cells(net)
     results = []
-    for index, (name, hr) in enumerate(source):
+    positions = getattr(source, 'indices', None)
+    for index, (name, hr) in zip(itertools.count() if positions is None else positions, source):
         h, w = hr.shape[:2]
         if h % scale or w % scale:
             raise IRNError(f'{name}: {h}x{w} is not mod-cropped to scale {scale}')
         hr_t = ms.Tensor(np.ascontiguousarray(hr.transpose(2, 0, 1)[None]), ms.float32)
-        with mindspore_conv():
-            lr_q, z = down(hr_t)
+        lr_q, z = down(hr_t)
         gt = tensor_to_uint8(hr.transpose(2, 0, 1))
         lr_img = tensor_to_uint8(lr_q.asnumpy()[0])
         lr_ref = tensor_to_uint8(imresize(hr.astype(np.float64), 1.0 / scale).transpose(2, 0, 1))
         res = {'name': name, 'draws': draws}
-        res.update(_pair_metrics(lr_img, lr_ref, 0, 'lr', 'lr_'))
+        res.update(pair_metrics(lr_img, lr_ref, 0, 'lr', 'lr_'))
         per_draw = []
         first_sr = None
         for d in range(draws):
             zd = ms.Tensor(sample_z(z.shape, z_mode, seed, index, d))
-            with mindspore_conv():
-                sr = tensor_to_uint8(up(lr_q, zd).asnumpy()[0])
+            sr = tensor_to_uint8(up(lr_q, zd).asnumpy()[0])
             if first_sr is None:
                 first_sr = sr
-            per_draw.append(_pair_metrics(sr, gt, scale, 'hr'))
+            per_draw.append(pair_metrics(sr, gt, scale, 'hr'))
         for key in per_draw[0]:
             res[key] = float(np.mean([m[key] for m in per_draw]))
         if keep_images:

@@ -1,5 +1,7 @@
 """Writing inference graphs (MINDIR / ONNX / AIR) for export.py: the part every model shares.
 
+AIR is deprecated by MindSpore 2.10 (export.py warns; ``export.AIR_NOTE``); it stays best-effort.
+
 A model lists its graphs as ``(suffix, cell, inputs, input_names)``; inputs are placeholders
 with ``None`` height / width (dynamic MINDIR) or zero tensors of a fixed size (ONNX, AIR).
 Graphs always use MindSpore's own Conv2D, so they stay portable.
@@ -10,18 +12,18 @@ import mindspore as ms
 import mindspore.onnx  # noqa: F401  (ms.onnx.export)
 
 from src.network.fast_conv import mindspore_conv
-from src.utils.errors import IRNError
+from src.utils.errors import IRNError, describe_error
 
 __all__ = ['EXTENSIONS', 'graph_input', 'write_graphs']
 
 EXTENSIONS = {'MINDIR': '.mindir', 'ONNX': '.onnx', 'AIR': '.air'}
 
 
-def graph_input(channels, height=None, width=None):
-    """A (1, C, H, W) float32 graph input: dynamic H, W when ``height`` is None."""
+def graph_input(channels, height=None, width=None, *trailing):
+    """A (1, C, H, W, *trailing) float32 graph input: dynamic H, W when ``height`` is None."""
     if height is None:
-        return ms.Tensor(shape=[1, channels, None, None], dtype=ms.float32)
-    return ms.numpy.zeros((1, channels, height, width), ms.float32)
+        return ms.Tensor(shape=[1, channels, None, None, *trailing], dtype=ms.float32)
+    return ms.numpy.zeros((1, channels, height, width, *trailing), ms.float32)
 
 
 def write_graphs(graphs, file_name, file_format='MINDIR'):
@@ -44,8 +46,7 @@ def write_graphs(graphs, file_name, file_format='MINDIR'):
                 else:
                     ms.export(cell, *inputs, file_name=target, file_format=file_format)
         except (RuntimeError, ValueError, TypeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise IRNError(f'{target}: {file_format} export failed: {first}') from None
+            raise IRNError(f'{target}: {file_format} export failed: {describe_error(exc)}') from None
         if not os.path.isfile(path):
             raise IRNError(f'{path}: MindSpore reported success but wrote no file')
         os.chmod(path, 0o644)

@@ -15,8 +15,45 @@ looks at D(real)).
 """
 from mindspore import nn, ops
 
-from src.loss import IRNLoss, charbonnier_sum, gan_discriminator_loss, gan_generator_loss
+from src.loss import IRNLoss, charbonnier_loss
 from src.optim import TrainStep
+
+GAN_TYPES = ('gan', 'ragan')
+
+
+def bce_with_logits(logits, target):
+    """``torch.nn.BCEWithLogitsLoss()`` (mean over all elements) against the constant ``target``
+    (1.0 real, 0.0 fake), as the authors' ``GANLoss`` builds it."""
+    return ops.binary_cross_entropy_with_logits(logits, ops.full_like(logits, target),
+                                                reduction='mean')
+
+
+def gan_generator_loss(gan_type, fake_logits, real_logits):
+    """G's adversarial term (before ``gan_weight``).
+
+    ``gan``: BCE(D(fake), real). ``ragan`` (relativistic average): the mean of
+    BCE(D(real) - mean D(fake), fake) and BCE(D(fake) - mean D(real), real); ``real_logits``
+    must then be detached by the caller (unused for ``gan``).
+    """
+    if gan_type == 'gan':
+        return bce_with_logits(fake_logits, 1.0)
+    return (bce_with_logits(real_logits - fake_logits.mean(), 0.0)
+            + bce_with_logits(fake_logits - real_logits.mean(), 1.0)) / 2
+
+
+def gan_discriminator_loss(gan_type, real_logits, fake_logits):
+    """D's loss as the authors log it: ``(l_d_total, l_d_real, l_d_fake)``.
+
+    ``gan``: total = BCE(D(real), real) + BCE(D(fake), fake). ``ragan``: the two terms are
+    relative to the other batch's mean logit and the total is their mean.
+    """
+    if gan_type == 'gan':
+        l_real = bce_with_logits(real_logits, 1.0)
+        l_fake = bce_with_logits(fake_logits, 0.0)
+        return l_real + l_fake, l_real, l_fake
+    l_real = bce_with_logits(real_logits - fake_logits.mean(), 1.0)
+    l_fake = bce_with_logits(fake_logits - real_logits.mean(), 0.0)
+    return (l_real + l_fake) / 2, l_real, l_fake
 
 
 class GeneratorWithLoss(nn.Cell):
@@ -30,13 +67,15 @@ class GeneratorWithLoss(nn.Cell):
         lambda_fit, lambda_rec, feature_weight, gan_weight (float): the term weights.
         gan_type (str): ``gan`` or ``ragan``.
         gaussian_scale (float): std of the z fed to the upscaling.
+        criterion_forw (str): the fit term's ``pixel_criterion_forw`` (the yml: ``l2``).
     """
 
     def __init__(self, net, net_d, net_f, lambda_fit, lambda_rec, feature_weight, gan_weight,
-                 gan_type='gan', gaussian_scale=1.0):
+                 gan_type='gan', gaussian_scale=1.0, criterion_forw='l2'):
         super().__init__(auto_prefix=False)  # keep the nets' own parameter names
         self.net, self.net_d, self.net_f = net, net_d, net_f
-        self.loss = IRNLoss(net.channel_in, lambda_fit, lambda_rec, 0.0, gaussian_scale)
+        self.loss = IRNLoss(net.lr_channels, lambda_fit, lambda_rec, 0.0, gaussian_scale,
+                            criterion_forw)
         self.feature_weight, self.gan_weight, self.gan_type = feature_weight, gan_weight, gan_type
 
     def reconstruct(self, hr, z):
@@ -52,7 +91,7 @@ class GeneratorWithLoss(nn.Cell):
             l_fea = ops.zeros((), l_rec.dtype)
         else:
             real_fea = ops.stop_gradient(self.net_f(hr))
-            l_fea = self.feature_weight * charbonnier_sum(real_fea, self.net_f(fake))
+            l_fea = self.feature_weight * charbonnier_loss(real_fea, self.net_f(fake))
         fake_logits = self.net_d(fake)
         real_logits = fake_logits
         if self.gan_type == 'ragan':  # after D(fake): the order of D's running-stat updates

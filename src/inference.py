@@ -2,9 +2,12 @@
 
 ``DownscaleNet``: HR (1, 3, H, W) -> quantised LR (1, 3, H/s, W/s).
 ``UpscaleNet``: (LR (1, 3, h, w), z (1, 3s^2-3, h, w)) -> HR (1, 3, hs, ws).
+IRN-Color uses the same cells with scale 1 and a 1-channel grey image as the LR.
 z is always an explicit input: no random op lives in these graphs (they are what export.py
 writes). :class:`Rescaler` runs them on HxWx3 numpy images, optionally in tiles.
 """
+import contextlib
+
 import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
@@ -12,6 +15,7 @@ from mindspore import nn, ops
 from src.models import load_network  # noqa: F401  (re-exported: the family's loader)
 from src.network.fast_conv import mindspore_conv
 from src.utils.errors import IRNError
+from src.utils.graphs import ShapeGraphs
 from src.utils.tiling import tiled_apply
 
 __all__ = ['QuantizeLR', 'DownscaleNet', 'UpscaleNet', 'load_network', 'Rescaler', 'make_z']
@@ -35,7 +39,8 @@ class QuantizeLR(nn.Cell):
 
 
 class DownscaleNet(nn.Cell):
-    """HR -> quantised LR (round(clamp(y, 0, 1) * 255) / 255), the forward direction of IRN."""
+    """HR -> quantised LR (round(clamp(y, 0, 1) * 255) / 255), the forward direction of IRN
+    (RGB -> quantised grey for IRN-Color)."""
 
     def __init__(self, net):
         super().__init__(auto_prefix=False)
@@ -43,7 +48,7 @@ class DownscaleNet(nn.Cell):
         self.quant = QuantizeLR()
 
     def construct(self, hr):
-        return self.quant(self.net(hr)[:, :3])
+        return self.quant(self.net(hr)[:, :self.net.lr_channels])
 
 
 class UpscaleNet(nn.Cell):
@@ -67,44 +72,53 @@ def make_z(shape, z_mode, seed=0):
 
 
 class Rescaler:
-    """Runs the two IRN directions on numpy images (HxWx3 float32 in [0, 1]).
+    """Runs the two IRN directions on numpy images (HxWx3 float32 in [0, 1]; IRN-Color's LR is
+    its HxWx1 grey image and its scale 1).
 
-    Each direction is compiled once, for any spatial size (dynamic height / width), so a
-    folder of differently sized images or the edge tiles of a large one compile nothing more.
+    By default each direction is a static-shape graph compiled on first use for every distinct
+    input shape and kept for the process (:class:`src.utils.graphs.ShapeGraphs`), so on CPU
+    the fast oneDNN convolution runs. Untiled, an image costs one compilation per direction and
+    size; tiled, all tiles of an image share one shape (:func:`src.utils.tiling.tile_spans`),
+    so again one per direction and image size.
 
     Args:
-        net (InvRescaleNet): the network, weights loaded.
-        dynamic (bool): one graph for every size (True) or one graph per distinct size.
+        net (InvRescaleNet | InvGreyNet): the network, weights loaded.
+        dynamic (bool): instead, one dynamic-shape graph per direction for every size, with
+            MindSpore's Conv2D (the fast convolution needs static shapes); much slower on CPU.
+        cells: the (down, up) cells of another model with the same interfaces (default IRN's
+            :class:`DownscaleNet`, :class:`UpscaleNet`).
     """
 
-    def __init__(self, net, dynamic=True):
+    def __init__(self, net, dynamic=False, cells=None):
         self.net = net
         self.scale = net.scale
-        self.z_channels = net.channel_out - net.channel_in
-        self._down = DownscaleNet(net)
-        self._up = UpscaleNet(net)
+        self.z_channels = net.channel_out - net.lr_channels
+        self.dynamic = dynamic
+        down, up = cells or (DownscaleNet(net), UpscaleNet(net))
         if dynamic:
-            self._down.set_inputs(ms.Tensor(shape=[1, 3, None, None], dtype=ms.float32))
-            self._up.set_inputs(ms.Tensor(shape=[1, 3, None, None], dtype=ms.float32),
-                                ms.Tensor(shape=[1, self.z_channels, None, None],
-                                          dtype=ms.float32))
+            down.set_inputs(ms.Tensor(shape=[1, 3, None, None], dtype=ms.float32))
+            up.set_inputs(ms.Tensor(shape=[1, net.lr_channels, None, None], dtype=ms.float32),
+                          ms.Tensor(shape=[1, self.z_channels, None, None], dtype=ms.float32))
+        self._down, self._up = ShapeGraphs(down), ShapeGraphs(up)
 
     @staticmethod
     def _chw(img):
         return ms.Tensor(np.ascontiguousarray(np.asarray(img, np.float32).transpose(2, 0, 1)[None]))
 
-    def _down_once(self, hr):
-        with mindspore_conv():  # dynamic shapes
-            out = self._down(self._chw(hr))
+    def _run(self, graphs, *images):
+        context = mindspore_conv() if self.dynamic else contextlib.nullcontext()
+        with context:
+            out = graphs(*[self._chw(img) for img in images])
         return out.asnumpy()[0].transpose(1, 2, 0)
+
+    def _down_once(self, hr):
+        return self._run(self._down, hr)
 
     def _up_once(self, lr, z):
-        with mindspore_conv():
-            out = self._up(self._chw(lr), self._chw(z))
-        return out.asnumpy()[0].transpose(1, 2, 0)
+        return self._run(self._up, lr, z)
 
     def down(self, hr, tile=0, overlap=0):
-        """HR (H, W multiples of the scale) -> quantised LR, HxWx3 float32 values k/255.
+        """HR (H, W multiples of the scale) -> quantised LR, HxWxC float32 values k/255.
 
         ``tile``/``overlap`` are in HR pixels (0: whole image at once).
         """
@@ -122,7 +136,7 @@ class Rescaler:
         return (lr_h, lr_w, self.z_channels)
 
     def up(self, lr, z, tile=0, overlap=0):
-        """(LR HxWx3, z HxWxC) -> HR float32 (unclamped). ``tile``/``overlap`` in HR pixels."""
+        """(LR HxWxC, z HxWxC') -> HR float32 (unclamped). ``tile``/``overlap`` in HR pixels."""
         s = self.scale
         if not tile:
             return self._up_once(lr, z)

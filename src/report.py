@@ -3,9 +3,11 @@
 Tables take the model's columns, ``[(metric key, heading, decimals), ...]``.
 """
 import csv
+import io
 import json
 import math
-import os
+
+from src.utils.atomic import write_text
 
 __all__ = ['IRN_COLUMNS', 'protocol_text', 'image_table', 'set_table', 'write_json', 'write_csv']
 
@@ -71,21 +73,18 @@ def _clean(value):
 
 def write_json(path, report):
     """Write the whole report (protocol, checkpoint, per-set means and per-image values)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as f:
-        json.dump(_clean(report), f, indent=1, allow_nan=False)
+    write_text(path, json.dumps(_clean(report), indent=1, allow_nan=False), 'report')
 
 
 def write_csv(path, report, metrics):
     """One row per image and one 'MEAN' row per set, with the protocol in every row."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     proto = {k: v for k, v in report['protocol'].items() if isinstance(v, (str, int, float))}
-    with open(path, 'w', newline='', encoding='utf-8') as f:
-        out = csv.writer(f)
-        out.writerow(['set', 'image', *metrics, *proto])
-        tail = list(proto.values())
-        for name, s in report['sets'].items():
-            for r in s['images']:
-                out.writerow([name, r['name'], *[r.get(k) for k in metrics], *tail])
-            out.writerow([name, 'MEAN', *[s['mean'].get(k) for k in metrics], *tail])
+    text = io.StringIO()
+    out = csv.writer(text)
+    out.writerow(['set', 'image', *metrics, *proto])
+    tail = list(proto.values())
+    for name, s in report['sets'].items():
+        for r in s['images']:
+            out.writerow([name, r['name'], *[r.get(k) for k in metrics], *tail])
+        out.writerow([name, 'MEAN', *[s['mean'].get(k) for k in metrics], *tail])
+    write_text(path, text.getvalue(), 'report')

@@ -1,14 +1,18 @@
 """Training logs: plain lines in a file, a progress bar on a terminal, csv curves."""
 import csv
+import io
 import logging
 import os
 import sys
 
 from tqdm import tqdm
 
-__all__ = ['setup_train_logger', 'ProgressBar', 'CsvLog', 'format_seconds']
+from src.utils.atomic import write_text
+
+__all__ = ['setup_train_logger', 'ProgressBar', 'CsvLog', 'format_seconds', 'FILE_ONLY']
 
 _FORMAT = '%(asctime)s %(levelname)s %(message)s'
+FILE_ONLY = {'file_only': True}  # ``extra=`` of a record for train.log only (not the console)
 
 
 class _TqdmHandler(logging.Handler):
@@ -38,6 +42,7 @@ def setup_train_logger(out_dir, is_main=True, name='irn'):
     logger.setLevel(logging.INFO if is_main else logging.WARNING)
     console = _TqdmHandler()
     console.setFormatter(logging.Formatter(_FORMAT))
+    console.addFilter(lambda record: not getattr(record, 'file_only', False))
     logger.addHandler(console)
     log_path = None
     if is_main:
@@ -86,17 +91,35 @@ class CsvLog:
         self.path, self.fields = path, list(fields)
         rows = []
         if start_iter > 0 and os.path.isfile(path):
-            with open(path, newline='', encoding='utf-8') as f:
-                rows = [r for r in csv.DictReader(f) if int(r['iter']) <= start_iter]
-        with open(path, 'w', newline='', encoding='utf-8') as f:
-            writer = csv.DictWriter(f, self.fields)
-            writer.writeheader()
-            writer.writerows({k: r.get(k, '') for k in self.fields} for r in rows)
+            rows = [r for r in _complete_rows(path) if int(r['iter']) <= start_iter]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, self.fields)
+        writer.writeheader()
+        writer.writerows({k: r.get(k, '') for k in self.fields} for r in rows)
+        write_text(path, text.getvalue(), 'training log')
 
     def append(self, row):
         """Write one row (a dict with the declared fields)."""
         with open(self.path, 'a', newline='', encoding='utf-8') as f:
             csv.DictWriter(f, self.fields).writerow({k: row.get(k, '') for k in self.fields})
+
+
+def _complete_rows(path):
+    """The rows of a csv log that a kill did not cut: a last line without its newline and
+    rows with missing or unreadable fields are dropped."""
+    with open(path, newline='', encoding='utf-8') as f:
+        text = f.read()
+    if not text.endswith('\n'):
+        text = text[:text.rfind('\n') + 1]
+    rows = []
+    for row in csv.DictReader(io.StringIO(text)):
+        try:
+            int(row['iter'])
+        except (TypeError, ValueError, KeyError):
+            continue
+        if None not in row and None not in row.values():
+            rows.append(row)
+    return rows
 
 
 def read_csv(path):

@@ -8,29 +8,46 @@ checkpointed), and the data position (the pipeline is a pure function of the ite
 ``src/data/pipeline.py``). So a run resumed from a checkpoint computes exactly what the
 uninterrupted run computes.
 
+Faults: an unreadable training image arrives from the data workers as a ``fault`` row
+(``src/data/faults.py``); the loop saves a resumable state and stops with one line naming the
+image, or, with ``datasets.train.skip_bad_images``, logs and counts the images skipped. A
+signal (train.py: SIGINT / SIGTERM) stops after the current step, or in the middle of a
+validation, with a state saved. Every file is written atomically (``src/utils/atomic.py``), so
+a kill leaves only complete states; temporary files it leaves are deleted at the next start.
+
 Data parallel: every rank draws the same full-batch noise from the same generator and keeps
 the rows of its own samples (rank r holds global batch rows r, r + R, ...), so R ranks do
 the same arithmetic as one process on the global batch, up to the order of the gradient sum.
+Every decision that changes what the ranks do next is agreed by all of them: whether an
+update is applied (inside the step), hence the non-finite streak and the stop it can cause,
+and a stop request (a signal reaches the ranks at different steps). Validation is sharded:
+each rank evaluates every R-th image and the per-image metrics are gathered.
 """
 import functools
 import logging
 import os
+import signal
 import time
 
 import numpy as np
 import mindspore as ms
-from mindspore import nn, ops
+from mindspore import nn
 
 from src.config import dump_config
+from src.data.faults import FAULT_FAILED, decode_faults
 from src.data.pipeline import build_train_source, create_train_dataset
 from src.data.sources import ValidationSource
+from src.distributed import RankMean, RanksAgree, validate_sharded
 from src.models import create_model
 from src.optim import resolve_memory_mode
 from src.schedule import build_lr
-from src.train_log import CsvLog, ProgressBar, format_seconds, setup_train_logger
-from src.utils.checkpoint import (describe_arch, list_train_states, load_train_state, load_weights,
+from src.train_log import FILE_ONLY, CsvLog, ProgressBar, format_seconds, setup_train_logger
+from src.train_signals import StopRequested, Stoppable, stop_on_signals
+from src.utils.checkpoint import (describe_arch, list_train_states, load_train_state,
                                   prune_train_states, save_train_state, state_path)
+from src.utils.compile_cache import graph_cache
 from src.network.fast_conv import backend as conv_backend
+from src.utils.atomic import remove_temp_files
 from src.utils.errors import IRNError
 
 __all__ = ['Trainer', 'experiment_dir']
@@ -73,15 +90,20 @@ class Trainer:
         make_reducer = None  # params -> the gradient all-reduce of a data-parallel run
         if rank_size > 1:
             make_reducer = functools.partial(nn.DistributedGradReducer, mean=True, degree=rank_size)
-            self.rank_mean = RankMean(rank_size)
+            self.rank_mean, self._agree_any = RankMean(rank_size), RanksAgree('any')
         self.model.setup_training(make_reducer)
         self.net = self.model.net
         self.optimizer = getattr(self.model, 'optimizer', None)
         self.fields = ('loss',) + tuple(self.model.loss_names) + ('grad_norm',)
-        self.lrs = build_lr(t)
+        self.lrs = build_lr(self.model.lr_options())
         self.rng = np.random.default_rng(t['manual_seed'])
         self.iteration, self.nonfinite_total, self.best = 0, 0, None
+        self.bad_images_skipped, self._bad_seen = 0, set()
         self.stop_requested = False  # set by a signal handler: save and stop after this step
+        self._saved_at = None
+        if self.is_main:  # what a save killed half-way left behind
+            for path in remove_temp_files(self.ckpt_dir) + remove_temp_files(self.out_dir):
+                self.log.warning('removed %s, left by an interrupted save', path)
         self._resume_or_init(resume)
 
     # ------------------------------------------------------------------ set-up
@@ -104,13 +126,15 @@ class Trainer:
             self.iteration = int(state['iteration'])
             self.rng.bit_generator.state = state['rng']
             self.nonfinite_total, self.best = state['nonfinite_total'], state['best']
+            self.bad_images_skipped = state.get('bad_images_skipped', 0)
             self.log.info('resumed from %s at iteration %d', path, self.iteration)
-        elif self.opt['path']['pretrain_model_G']:
-            if not self.opt['path']['strict_load']:
+        else:
+            loaded = self.model.load_pretrained()  # checks the architectures
+            if loaded and not self.opt['path']['strict_load']:
                 self.log.warning('path.strict_load: false is ignored, weights are always loaded '
                                  'strictly (every key, every shape)')
-            load_weights(self.net, self.opt['path']['pretrain_model_G'])  # checks the arch
-            self.log.info('initialised from %s', self.opt['path']['pretrain_model_G'])
+            for path in loaded:
+                self.log.info('initialised from %s', path)
         if self.iteration > self.niter:
             raise IRNError(f'resume state is at iteration {self.iteration}, beyond train.niter '
                            f'{self.niter}')
@@ -118,6 +142,7 @@ class Trainer:
     def _state(self):
         return {'iteration': self.iteration, 'rng': self.rng.bit_generator.state,
                 'nonfinite_total': self.nonfinite_total, 'best': self.best,
+                'bad_images_skipped': self.bad_images_skipped,
                 'global_batch': self.global_batch, 'rank_size': self.rank_size,
                 'data_position': {'iteration': self.iteration,
                                   'sample': self.iteration * self.global_batch}}
@@ -127,7 +152,13 @@ class Trainer:
         if not self.is_main:
             return None
         path = state_path(self.ckpt_dir, self.iteration)
-        save_train_state(path, self.model.state_cells(), self._state(), self.model.arch())
+        try:
+            save_train_state(path, self.model.state_cells(), self._state(), self.model.arch())
+        except IRNError as exc:  # e.g. a full disk: the earlier states are intact
+            last = list_train_states(self.ckpt_dir)
+            raise type(exc)(f'{exc}; training stopped at iteration {self.iteration}, the newest '
+                            f'complete state is {last[-1] if last else "none"}') from None
+        self._saved_at = self.iteration
         removed = prune_train_states(self.ckpt_dir, self.opt['logger']['keep_last'])
         self.log.info('saved %s%s', path, f' (removed {len(removed)} older)' if removed else '')
         return path
@@ -143,25 +174,97 @@ class Trainer:
         """(hr, lr_ref) numpy arrays of one batch from the pipeline (a hook for tests)."""
         return batch[0], batch[1]
 
+    def check_data(self, faults, streak):
+        """Act on the ``fault`` column of the next batch (iteration ``self.iteration + 1``).
+
+        Skipped images are logged (each image the first time) and counted; an unreadable
+        image, on any rank, saves a state (unless the last steps were non-finite) and raises
+        the one-line IRNError naming it.
+        """
+        failed, skipped = None, []
+        for _, status, message in decode_faults(faults):
+            if status == FAULT_FAILED:
+                failed = failed or message
+            else:
+                skipped.extend(message.split('\n'))
+        for message in skipped:
+            self.bad_images_skipped += 1
+            if message not in self._bad_seen:
+                self._bad_seen.add(message)
+                self.log.warning('iter %d: skipped a bad training image (datasets.train.'
+                                 'skip_bad_images): %s (%d skipped so far)', self.iteration + 1,
+                                 message, self.bad_images_skipped)
+        if self.any_rank(failed is not None) and failed is None:  # every rank stops
+            failed = 'an unreadable training image on another rank (see its message)'
+        if failed is None:
+            return
+        if streak:
+            states = list_train_states(self.ckpt_dir)
+            saved = f'newest good state {states[-1] if states else "none"}'
+        else:
+            path = self.save_state()
+            saved = f'state saved: {path}' if path else 'rank 0 saved the state'
+        raise IRNError(f'{failed}: training stopped before iteration {self.iteration + 1} '
+                       f'({saved}); to go on, fix or remove that file and re-run the same '
+                       f'command with --resume, or add datasets.train.skip_bad_images=true '
+                       f'to skip unreadable images')
+
+    def any_rank(self, flag):
+        """``flag`` or'ed over the data-parallel ranks (a collective call on every rank)."""
+        if self.rank_size == 1:
+            return bool(flag)
+        return bool(self._agree_any(ms.Tensor(bool(flag))).asnumpy())
+
+    def stop_on_signals(self, signals=(signal.SIGINT, signal.SIGTERM)):
+        """Stop after the current step (or during a validation) with a state saved on the first
+        of ``signals``, at once on a second; returns the previous handlers."""
+        return stop_on_signals(self, signals)
+
+    def _step_key(self):
+        """What fixes the train step's graphs, the compile cache key (src/utils/compile_cache):
+        the config without the sections that only name paths, logging or validation."""
+        graph_opt = {k: v for k, v in self.opt.items()
+                     if k not in ('name', 'path', 'logger', 'val', 'test', 'datasets')}
+        d = self.opt['datasets']['train']
+        return {'graph': 'train_step', 'opt': graph_opt, 'batch': d['batch_size'],
+                'GT_size': d['GT_size'], 'conv': conv_backend(), 'rank': [self.rank_id, self.rank_size]}
+
     # ------------------------------------------------------------------ validation
     def validate(self):
-        """Evaluate on ``datasets.val.dataroot_GT`` (rank 0); keep ``best_G.ckpt`` by the
-        model's ``best_metric``."""
+        """Evaluate on ``datasets.val.dataroot_GT``; keep ``best_G.ckpt`` by the model's
+        ``best_metric`` (rank 0 logs and writes).
+
+        Data parallel: every rank evaluates its shard of the images (for a model with
+        ``validate_images``) and all ranks get the same metrics, equal to one process's. A
+        model without it validates on rank 0 alone while the others wait.
+        """
         root = self.opt['datasets']['val']['dataroot_GT']
-        if not self.is_main or not root:
+        sharded = self.rank_size > 1 and self.model.shards_validation()
+        if not root or not (self.is_main or sharded):
             return None
         start = time.time()
         source = ValidationSource(root, self.opt['scale'])
-        res = self.model.validate(source)
-        self.val_csv.append({'iter': self.iteration, **res})
+        if sharded:
+            res = validate_sharded(self.model, source, self.rank_id, self.rank_size,
+                                   self.any_rank, owner=self)
+        else:
+            if self.rank_size > 1 and not getattr(self, '_warned_unsharded', False):
+                self._warned_unsharded = True
+                self.log.warning('%s has no validate_images: rank 0 validates alone while the '
+                                 'others wait in their next collective (raise HCCL_EXEC_TIMEOUT '
+                                 'on Ascend if that takes long)', self.model.name)
+            res = self.model.validate(Stoppable(source, self))
         key = self.model.best_metric
         is_best = self.best is None or res[key] > self.best[key]
-        self.log.info('val iter %d (%s | %.1fs%s', self.iteration,
-                      self.model.validation_text(res, len(source)), time.time() - start,
-                      ' (best)' if is_best else '')
         if is_best:
             self.best = {'iteration': self.iteration, **{k: res[k] for k in self.model.val_fields}}
-            self.model.save_net(os.path.join(self.out_dir, 'best_G.ckpt'))
+        if self.is_main:
+            self.val_csv.append({'iter': self.iteration, **res})
+            self.log.info('val iter %d (%s | %.1fs%s', self.iteration,
+                          self.model.validation_text(res, len(source)), time.time() - start,
+                          ' (best)' if is_best else '')
+            if is_best:
+                self.model.save_net(os.path.join(self.out_dir, 'best_G.ckpt'))
         return res
 
     # ------------------------------------------------------------------ loop
@@ -217,10 +320,13 @@ class Trainer:
         try:
             while self.iteration < self.niter:
                 t0 = time.time()
-                batch = self.fetch(next(batches))
+                *data, faults = next(batches)
+                self.check_data(faults, streak)
+                batch = self.fetch(tuple(data))
                 window['data_s'] += time.time() - t0
-                values, applied = self.model.train_step(
-                    batch, ms.Tensor(self.lrs[self.iteration], ms.float32), self.rng)
+                with graph_cache(self._step_key()):  # a re-run of the config skips compiling
+                    values, applied = self.model.train_step(
+                        batch, ms.Tensor(self.lrs[self.iteration], ms.float32), self.rng)
                 loss, norm = values['loss'], values['grad_norm']
                 self.iteration += 1
                 window['count'] += 1
@@ -251,6 +357,9 @@ class Trainer:
                 if self.iteration % t['val_freq'] == 0 or self.iteration == self.niter:
                     try:
                         self.validate()
+                    except StopRequested:
+                        self.log.warning('validation at iteration %d interrupted by the stop '
+                                         'request (not recorded)', self.iteration)
                     except BaseException:
                         if not streak:  # a failed validation must not cost the training done
                             self.save_state()
@@ -261,36 +370,30 @@ class Trainer:
                                          'non-finite losses', self.iteration)
                     else:
                         self.save_state()
-                if self.stop_requested:
+                if self.any_rank(self.stop_requested):  # all ranks stop together
+                    self.stop_requested = True
                     self.log.warning('stop requested at iteration %d: saving a resumable state',
                                      self.iteration)
-                    if self.iteration % lg['save_checkpoint_freq']:
+                    if self._saved_at != self.iteration:
                         self.save_state()
                     break
+        except IRNError as exc:  # why the run stopped, in train.log (the console prints it once)
+            self.log.error('stopped: %s', exc, extra=FILE_ONLY)
+            raise
         finally:
             bar.close()
         if self.is_main:
             final = os.path.join(self.out_dir, 'final_G.ckpt')
             self.model.save_net(final)
-            self.log.info('done: %d iterations in %s, %d non-finite skipped; weights %s%s',
+            self.log.info('done: %d iterations in %s, %d non-finite skipped%s; weights %s%s',
                           self.iteration - start_iter, format_seconds(time.time() - started),
-                          self.nonfinite_total, final,
+                          self.nonfinite_total, f', {self.bad_images_skipped} bad images skipped'
+                          if self.bad_images_skipped else '', final,
                           f"; best {self.model.best_metric} {self.best[self.model.best_metric]:.4f}"
                           f" at iteration {self.best['iteration']}" if self.best else '')
         return {'iteration': self.iteration, 'best': self.best, 'stopped': self.stop_requested,
-                'nonfinite_total': self.nonfinite_total}
-
-
-class RankMean(nn.Cell):
-    """Mean of a tensor over the data-parallel ranks (all-reduce sum / world size)."""
-
-    def __init__(self, rank_size):
-        super().__init__()
-        self.all_reduce = ops.AllReduce()
-        self.rank_size = rank_size
-
-    def construct(self, x):
-        return self.all_reduce(x) / self.rank_size
+                'nonfinite_total': self.nonfinite_total,
+                'bad_images_skipped': self.bad_images_skipped}
 
 
 def _new_window(fields):

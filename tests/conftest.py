@@ -8,6 +8,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, 'tests', 'data')
 sys.path.insert(0, ROOT)
+# no graph compile cache in ~/.cache from tests (tests/test_compile_cache.py uses its own folders)
+os.environ.setdefault('IRN_COMPILE_CACHE', 'off')
 
 import mindspore as ms  # noqa: E402
 
@@ -29,3 +31,10 @@ def pynative():
 def fixture(name):
     """Load tests/data/<name>.npz (outputs of the authors' PyTorch code)."""
     return np.load(os.path.join(DATA, name + '.npz'))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The tally of tests/test_faults.py, when it ran."""
+    faults = sys.modules.get('test_faults')
+    if faults is not None and faults.TALLY['faults']:
+        terminalreporter.write_line(faults.summary_line())

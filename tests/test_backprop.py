@@ -1,5 +1,4 @@
 """Memory modes and micro-batching compute the plain step's update (authors' fixtures, graph mode)."""
-import numpy as np
 import pytest
 
 from test_parity import replay

@@ -12,7 +12,8 @@ import pytest
 from src.data.bicubic import imresize
 from src.data.io import list_images, modcrop, read_image, write_png
 from src.data.lmdb_io import LmdbImages, create_lmdb
-from src.data.pipeline import EpochSchedule, PatchMaker, build_train_source
+from src.data.faults import FAULT_BYTES, FAULT_FAILED, FAULT_SKIPPED, decode_faults
+from src.data.pipeline import EpochSchedule, PatchMaker, build_train_source, create_train_dataset
 from src.data.sources import FolderImages, ValidationSource, open_image_source
 from src.utils.errors import IRNError
 
@@ -358,16 +359,64 @@ def test_bad_training_image_raise_or_skip(folder, caplog):
 
 
 def test_mindspore_dataset(folder):
-    from src.data.pipeline import create_train_dataset
     opt = _opt(folder)
     data = create_train_dataset(opt, start_iter=9)
     src = data.irn_source
     batches = list(data.create_tuple_iterator(num_epochs=1, output_numpy=True))
     assert len(batches) == 3
-    hr, lr = batches[1]
+    hr, lr, fault = batches[1]
+    assert fault.shape == (2, FAULT_BYTES) and not fault.any()  # no bad image: no fault row
     assert hr.shape == (2, 3, 16, 16) and lr.shape == (2, 3, 4, 4) and hr.dtype == np.float32
     np.testing.assert_array_equal(hr[1], src[3][0])
     np.testing.assert_array_equal(lr[0], src[2][1])
+
+
+def _batches(opt, start_iter=0):
+    data = create_train_dataset(opt, start_iter=start_iter)
+    return list(data.create_tuple_iterator(num_epochs=1, output_numpy=True))
+
+
+def test_bad_image_comes_out_of_the_workers_as_a_fault_row(folder):
+    """A bad image never raises inside mindspore.dataset (2 worker processes here): its
+    sample carries a FAILED row with the one-line message; with skip_bad_images the sample
+    uses the next image and carries a SKIPPED row, and the data stays a pure function of the
+    sample number (a resumed pipeline equals the uninterrupted one, 1 worker equals 2)."""
+    (folder / "e.bmp").write_bytes(b"BM garbage")
+    strict = _batches(_opt(folder, n_workers=2))
+    assert len(strict) == 12
+    faults = [(it, row, st, msg) for it, (hr, _, f) in enumerate(strict)
+              for row, st, msg in decode_faults(f)]
+    assert faults and all(st == FAULT_FAILED and msg.endswith("e.bmp: not a readable image "
+                                                                "(unknown format or corrupt data)")
+                          for _, _, st, msg in faults)
+    assert all(not strict[it][0][row].any() for it, row, _, _ in faults)  # blank stand-ins
+    skip = _opt(folder, skip_bad_images=True)
+    lenient = build_train_source(skip)
+    full = _batches(dict(skip, datasets={"train": dict(skip["datasets"]["train"], n_workers=2)}))
+    skipped = [(it, row) for it, (_, _, f) in enumerate(full) for row, st, msg in decode_faults(f)
+               if st == FAULT_SKIPPED and "e.bmp" in msg]
+    assert [(it, row) for it, row, _, _ in faults] == skipped
+    for it, (hr, lr, _) in enumerate(full):
+        for row in range(2):
+            a, b = lenient[2 * it + row]
+            np.testing.assert_array_equal(hr[row], a)
+            np.testing.assert_array_equal(lr[row], b)
+    resumed = _batches(skip, start_iter=5)
+    for a, b in zip(full[5:], resumed):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_png_chunks_are_checked_before_decoding(tmp_path):
+    data = open(_save(tmp_path / "a.png", _rgb(30, 30)), "rb").read()
+    hit = bytearray(data)
+    hit[60] ^= 0xFF  # inside the image data
+    (tmp_path / "b.png").write_bytes(bytes(hit))
+    with pytest.raises(IRNError, match=r"b.png: corrupt PNG data \(checksum error in the IDAT"):
+        read_image(tmp_path / "b.png")
+    (tmp_path / "c.png").write_bytes(data[:-20])
+    with pytest.raises(IRNError, match="c.png: truncated PNG file"):
+        read_image(tmp_path / "c.png")
 
 
 def test_folder_of_sub_folders_is_scanned(tmp_path):

@@ -85,6 +85,7 @@ def test_cli_errors(tmp_path, capsys):
         export_main(['--ckpt', PTH, '--scale', '2', '--file_name', str(tmp_path / 'a')])
     with pytest.raises(IRNError, match='AIR export needs the Ascend backend'):
         export_main(['--ckpt', PTH, '--file_format', 'AIR'])
+    assert 'AIR is deprecated in MindSpore 2.10' in capsys.readouterr().err  # MINDIR + Lite
     with pytest.raises(IRNError, match='static shapes'):
         export_main(['--ckpt', PTH, '--file_format', 'ONNX'])
     with pytest.raises(IRNError, match='multiple of the scale 4'):

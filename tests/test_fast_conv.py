@@ -27,7 +27,8 @@ def _grads(fn, args, g, graph):
 
 
 def _reference(pieces, w, b, lrelu):
-    y = ops.conv2d(ops.cat(pieces, 1), w, b, pad_mode='pad', padding=1)
+    y = ops.Conv2D(w.shape[0], (3, 3), pad_mode='pad', pad=1)(ops.cat(pieces, 1), w)
+    y = ops.bias_add(y, b)
     return ops.leaky_relu(y, 0.2) if lrelu else y
 
 

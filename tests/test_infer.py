@@ -13,6 +13,7 @@ from src.inference import Rescaler, load_network, make_z
 from src.lrfile import read_lr_meta, write_lr_png
 from src.metrics import calculate_psnr
 from src.utils.errors import IRNError
+from src.utils.graphs import compilations
 from src.utils.tiling import tile_spans, tiled_apply
 
 PTH4 = os.path.join(DATA, 'irn_x4_tiny.pth')
@@ -37,6 +38,10 @@ def test_tile_spans_cover_and_tiled_apply_is_exact_for_local_maps():
         assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
         assert all(t0 <= c0 and c1 <= t1 and t1 - t0 <= max(tile, 1) for c0, c1, t0, t1 in spans)
         assert all(c0 % align == 0 and t0 % align == 0 for c0, _, t0, _ in spans)
+        assert len({t1 - t0 for _, _, t0, t1 in spans}) == 1  # one tile shape: one graph
+        half = overlap // 2
+        assert all((c0 == 0 or c0 - t0 >= half) and (c1 == length or t1 - c1 >= half)
+                   for c0, c1, t0, t1 in spans)
     x = np.random.default_rng(0).random((36, 52, 3)).astype(np.float32)
     pool = lambda t: t[0].reshape(t[0].shape[0] // 4, 4, t[0].shape[1] // 4, 4, 3).mean((1, 3))
     np.testing.assert_allclose(tiled_apply(pool, [x], 16, 8, align=4, out_num=1, out_den=4),
@@ -51,7 +56,9 @@ def test_tiled_matches_untiled(rescaler):
     hr8 = _photo(101, 123)
     hr = pad_to_multiple(hr8, 4).astype(np.float32) / 255
     lr = rescaler.down(hr)
+    before = compilations()
     lr_t = rescaler.down(hr, tile=48, overlap=16)
+    assert compilations() == before + 1  # 3 x 4 tiles of one shape
     assert lr_t.shape == lr.shape == (26, 31, 3)
     assert np.mean(lr_t != lr) < 0.05  # only pixels near tile seams may move, by 1/255
     z = make_z(rescaler.z_shape(26, 31), 'sample', 0)

@@ -30,9 +30,8 @@ from mindspore import nn, ops, Tensor
 
 import d_reference
 from conftest import DATA, fixture
-from src.gan import DiscriminatorWithLoss, GANUpdate, GeneratorWithLoss
+from src.gan import DiscriminatorWithLoss, GANUpdate, GeneratorWithLoss, bce_with_logits
 from src.network import InvRescaleNet
-from src.loss import bce_with_logits
 from src.network.discriminator import BatchNorm2d, Discriminator_VGG_128, torch_default_init
 from src.network.vgg import VGG19_CONVS, VGGFeatureExtractor
 from src.optim import ClippedAdam

@@ -12,23 +12,27 @@ from mindspore import Tensor
 
 from conftest import DATA, fixture
 from src.loss import IRNWithLoss
-from src.network import InvRescaleNet, Quantization
+from src.network import Quantization, build_from_arch
 from src.optim import ClippedAdam, TrainStep
-from src.utils.checkpoint import load_weights
+from src.utils.checkpoint import load_weights, read_checkpoint
 
 CASES = ['irn_x2_tiny', 'irn_x4_tiny']
 
 
-def _net(name):
+def fixture_net(name):
+    """The network of tests/data/<name>.pth (architecture read from its keys), and the npz."""
     d = fixture(name)
-    net = InvRescaleNet([int(b) for b in d['block_num']])
-    load_weights(net, os.path.join(DATA, name + '.pth'))
+    pth = os.path.join(DATA, name + '.pth')
+    arch = read_checkpoint(pth)[1]
+    assert arch['block_num'] == [int(b) for b in d['block_num']] and arch['scale'] == int(d['scale'])
+    net = build_from_arch(arch)
+    load_weights(net, pth)
     return net, d
 
 
-@pytest.mark.parametrize('name', CASES)
-def test_forward_inverse_quantisation(name):
-    net, d = _net(name)
+def check_outputs(name):
+    """Forward, inverse, quantised LR and the inverse with the fixture's z and with z = 0."""
+    net, d = fixture_net(name)
     out = net(Tensor(d['input'])).asnumpy()
     np.testing.assert_allclose(out, d['fwd_out'], atol=1e-5, rtol=0)
     np.testing.assert_allclose(net.inverse(Tensor(d['fwd_out'])).asnumpy(), d['rev_exact'],
@@ -46,14 +50,17 @@ def test_forward_inverse_quantisation(name):
                                atol=1e-5, rtol=0)
 
 
-def replay(name, make_step):
-    """Run the recorded steps through ``make_step(net, scale)``; check losses, norms, weights."""
-    net, d = _net(name)
-    scale = int(d['scale'])
-    step = make_step(net, scale)
+@pytest.mark.parametrize('name', CASES)
+def test_forward_inverse_quantisation(name):
+    check_outputs(name)
+
+
+def replay_steps(net, d, step, target='lr_ref'):
+    """Run fixture ``d``'s recorded steps through ``step`` (called as ``step(hr, ref, z, lr)``,
+    ``ref`` the ``step{k}_<target>`` array); check losses, norms and the final weights."""
     lr = Tensor(2e-4, ms.float32)
     for k in range(int(d['train_steps'])):
-        out = step(Tensor(d[f'step{k}_hr']), Tensor(d[f'step{k}_lr_ref']), Tensor(d[f'step{k}_z']), lr)
+        out = step(Tensor(d[f'step{k}_hr']), Tensor(d[f'step{k}_{target}']), Tensor(d[f'step{k}_z']), lr)
         _, l_fit, l_ce, l_rec, norm, applied = [o.asnumpy() for o in out]
         assert applied
         for value, key in ((l_fit, 'loss_fit'), (l_ce, 'loss_ce'), (l_rec, 'loss_rec'),
@@ -63,6 +70,12 @@ def replay(name, make_step):
                             for p in net.trainable_params()])
     assert diffs.max() <= 5e-5
     assert np.mean(diffs <= 1e-6) >= 0.999
+
+
+def replay(name, make_step):
+    """Replay an IRN fixture's steps through ``make_step(net, scale)``; returns the net."""
+    net, d = fixture_net(name)
+    replay_steps(net, d, make_step(net, int(d['scale'])))
     return net
 
 

@@ -139,14 +139,18 @@ def test_amp_o1_keeps_names_and_fp32_loss():
 
 
 def test_amp_o1_trains(tmp_path):
+    """O1 with dynamic loss scaling: trains, and the scale is part of the resumable state."""
     from src.trainer import Trainer
     from src.train_log import read_csv
     trainer = Trainer(tiny_opt(tmp_path, 'train.amp_level=O1', 'train.niter=6',
+                               'train.loss_scale=dynamic', 'train.loss_scale_window=2',
                                'logger.print_freq=3', 'logger.save_checkpoint_freq=6', 'name=amp'))
     trainer.run()
     rows = read_csv(str(tmp_path / 'amp' / 'loss.csv'))
     assert trainer.nonfinite_total == 0 and rows[-1]['loss'] < rows[0]['loss']
     assert 'amp O1' in open(tmp_path / 'amp' / 'train.log').read()
+    state = ms.load_checkpoint(str(tmp_path / 'amp' / 'checkpoints' / 'state_00000006.ckpt'))
+    assert float(state['loss_scale.loss_scale.value'].asnumpy()) == 2.0 ** 3  # doubled every 2
 
 
 def test_evaluate_protocol():

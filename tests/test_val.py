@@ -17,6 +17,7 @@ from src.evaluate import sample_z
 from src.network import InvRescaleNet
 from src.utils.checkpoint import load_weights
 from src.utils.errors import IRNError
+from src.utils.graphs import compilations
 from val import default_config, main as val_main, parse_args
 
 PTH4 = os.path.join(DATA, 'irn_x4_tiny.pth')
@@ -83,11 +84,18 @@ def _expected(net, path, index, z_mode, draws, seed=0):
 def test_val_zero_z_golden_values_reports_and_images(sets, net, tmp_path, capsys):
     div2k, tiny = sets
     out = tmp_path / 'out'
+    before = compilations()
     assert val_main(['--config', CONFIG, '--ckpt', PTH4, '--data_path', div2k, tiny,
                      '--z_mode', 'zero', '--report', str(tmp_path / 'rep.json'),
                      '--save_images', '--output_dir', str(out), '--no_progress']) == 0
     text = capsys.readouterr().out
     assert 'z = 0' in text and 'DIV2K_valid_HR image' in text and 'Tiny (2)' in text
+    sizes = {read_image(p).shape[:2] for p in (os.path.join(div2k, 'DIV2K_valid_HR', '0801.png'),
+                                              os.path.join(tiny, 'bridge.png'),
+                                              os.path.join(tiny, 'noise.png'))}
+    sizes = {(h // 4 * 4, w // 4 * 4) for h, w in sizes}
+    assert compilations() - before == 2 * len(sizes)  # static graphs: per direction and size
+    assert f'graphs compiled: {compilations()}' in text
     report = json.loads((tmp_path / 'rep.json').read_text())
     assert report['protocol']['z_mode'] == 'zero' and report['protocol']['z_draws'] == 1
     assert list(report['sets']) == ['DIV2K_valid_HR', 'Tiny']
@@ -97,8 +105,8 @@ def test_val_zero_z_golden_values_reports_and_images(sets, net, tmp_path, capsys
     for path, set_name, i in images:
         got = report['sets'][set_name]['images'][i]
         psnr, psnr_y, lr8 = _expected(net, path, i, 'zero', 1)
-        # val.py's dynamic-shape graphs use MindSpore's Conv2D, _expected the oneDNN kernels:
-        # float32 rounding differs by ~1e-5 dB; any protocol error moves PSNR by far more.
+        # val.py runs static-shape graphs per image size, _expected the bare network: float32
+        # rounding may differ by ~1e-5 dB; any protocol error moves PSNR by far more.
         assert got['psnr_rgb'] == pytest.approx(psnr, abs=1e-4)
         assert got['psnr_y'] == pytest.approx(psnr_y, abs=1e-4)
         name = got['name']
@@ -152,7 +160,7 @@ def test_default_config_follows_the_checkpoint_scale():
 
 def test_run_eval_script_checks_arguments(tmp_path):
     script = os.path.join(ROOT, 'scripts', 'run_eval.sh')
-    for args, message in (([], 'usage'), (['3', '.', PTH4], 'SCALE must be 2, 4 or 8'),
+    for args, message in (([], 'usage'), (['5', '.', PTH4], 'SCALE must be 2, 3, 4 or 8'),
                           (['4', str(tmp_path / 'no'), PTH4], 'data path not found'),
                           (['4', str(tmp_path), str(tmp_path / 'x.ckpt')], 'checkpoint not found')):
         res = subprocess.run(['bash', script, *args], capture_output=True, text=True, check=False)

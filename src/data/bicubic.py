@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-__all__ = ["imresize", "imresize_crop", "output_size", "contributions"]
+__all__ = ["imresize", "imresize_to", "imresize_crop", "output_size", "contributions"]
 
 
 def _cubic(x):
@@ -122,14 +122,19 @@ def _check(img, scale):
     return img
 
 
-def _resize(img, scale, rows=None, cols=None, preprocess=None):
-    """Shared implementation: resize, optionally only output rows/cols slices."""
+def _resize(img, scale, rows=None, cols=None, preprocess=None, size=None):
+    """Shared implementation: resize by ``scale`` or to ``size`` (height, width), optionally
+    only output rows/cols slices."""
     img = _check(img, scale)
     squeeze = img.ndim == 2
     a = img[:, :, None] if squeeze else img
     in_h, in_w, chans = a.shape
-    w_h, i_h = contributions(in_h, output_size(in_h, scale), scale)
-    w_w, i_w = contributions(in_w, output_size(in_w, scale), scale)
+    if size is None:
+        w_h, i_h = contributions(in_h, output_size(in_h, scale), scale)
+        w_w, i_w = contributions(in_w, output_size(in_w, scale), scale)
+    else:  # MATLAB imresize(img, [rows cols]): each axis scaled by out / in
+        w_h, i_h = contributions(in_h, size[0], size[0] / in_h)
+        w_w, i_w = contributions(in_w, size[1], size[1] / in_w)
     if rows is not None:
         w_h, i_h = w_h[rows], i_h[rows]
         lo, hi = int(i_h.min()), int(i_h.max()) + 1
@@ -164,6 +169,14 @@ def imresize(img, scale):
         not rounded nor clipped.
     """
     return _resize(img, scale)
+
+
+def imresize_to(img, height, width):
+    """MATLAB ``imresize(img, [height width], 'bicubic')``: each axis by its own factor
+    (output / input length), antialiased along an axis that shrinks. Float64, unclipped."""
+    if not (int(height) > 0 and int(width) > 0):
+        raise ValueError(f"imresize_to needs a positive output size, got {height}x{width}")
+    return _resize(img, 1.0, size=(int(height), int(width)))
 
 
 def imresize_crop(img, scale, top, left, height, width, preprocess=None):

@@ -1,12 +1,18 @@
-"""Image file io: decode to float RGB, write PNG, list image folders, mod-crop.
+"""Image file io: decode to float RGB, write PNG (atomically), list image folders, mod-crop.
 
 Every image enters the project through :func:`read_image` / :func:`decode_image`:
 the result is always float32 HxWx3 RGB in [0, 1] with the exact values an 8-bit
 image gives. Grayscale is replicated to 3 channels, an alpha channel dropped, and
 16-bit data rounded to 8 bit first (``round(v / 257)``); each conversion is logged
 once per process on the ``irn`` logger. Problems raise :class:`IRNError` naming
-the file.
+the file; a PNG is checked chunk by chunk (lengths and the checksums of its critical
+chunks) before it is decoded, so corrupt data gets a precise message instead of a decoder's
+stderr noise. Outputs are written atomically (:mod:`src.utils.atomic`): a crash or a full
+disk never leaves a truncated PNG under its final name.
 """
+import struct
+import zlib
+
 
 import logging
 import os
@@ -14,11 +20,12 @@ import os
 import cv2
 import numpy as np
 
+from src.utils.atomic import write_bytes
 from src.utils.errors import IRNError
 
 __all__ = ["IMAGE_EXTENSIONS", "read_image", "read_image_uint8", "read_bytes", "decode_raw",
-           "decode_image", "to_rgb_uint8", "uint8_to_float", "write_png", "list_images",
-           "modcrop"]
+           "decode_image", "to_rgb_uint8", "uint8_to_float", "encode_png", "write_png",
+           "list_images", "modcrop"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -33,11 +40,38 @@ def _log_once(kind, name):
         _logger.info("%s: %s (this conversion is logged once)", name, kind)
 
 
+def _check_png(data, name):
+    """Walk the chunks of PNG bytes: reject a file cut short or with a damaged critical chunk.
+
+    Checksums of ancillary chunks (lower-case type) are not checked: decoders drop a
+    damaged ancillary chunk and go on.
+    """
+    pos, size = len(_PNG_SIGNATURE), len(data)
+    while True:
+        if pos + 12 > size:
+            raise IRNError(f"{name}: truncated PNG file (ends at byte {size} inside a chunk, "
+                           f"no IEND chunk)")
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        end = pos + 12 + length
+        if end > size:
+            raise IRNError(f"{name}: truncated PNG file (the chunk at byte {pos} needs "
+                           f"{end - size} more bytes)")
+        ancillary = kind.isalpha() and kind[:1].islower()
+        if not ancillary and struct.unpack(">I", data[end - 4:end])[0] != \
+                zlib.crc32(data[pos + 4:end - 4]):
+            what = kind.decode("latin-1") if kind.isalpha() else "unknown"
+            raise IRNError(f"{name}: corrupt PNG data (checksum error in the {what} chunk at "
+                           f"byte {pos})")
+        if kind == b"IEND":
+            return
+        pos = end
+
+
 def _check_complete(data, name):
-    """Reject PNG/JPEG byte strings that are cut short (decoders may silently pad them)."""
+    """Reject PNG/JPEG byte strings that are cut short or damaged (decoders may silently pad
+    them, or print to stderr)."""
     if data[:8] == _PNG_SIGNATURE:
-        if b"IEND" not in data[-64:]:
-            raise IRNError(f"{name}: truncated PNG file (no IEND chunk at the end)")
+        _check_png(data, name)
     elif data[:2] == b"\xff\xd8":
         if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
             raise IRNError(f"{name}: truncated JPEG file (no end-of-image marker)")
@@ -137,27 +171,36 @@ def read_image_uint8(path):
     return to_rgb_uint8(decode_raw(read_bytes(path), path), path)
 
 
-def write_png(path, img):
-    """Write an RGB image as PNG, creating the parent folder.
+def encode_png(img, name="image"):
+    """The PNG file bytes of an RGB image.
 
     Args:
-        path (str): output file (``.png`` is expected).
-        img (np.ndarray): HxWx3 RGB or HxW; uint8 as is, float in [0, 1] is
-            clamped, scaled by 255 and rounded.
+        img (np.ndarray): HxWx3 RGB or HxW; uint8 as is, float in [0, 1] is clamped,
+            scaled by 255 and rounded.
+        name (str): the file name for messages.
     """
-    path = os.fspath(path)
     img = np.asarray(img)
     if img.dtype != np.uint8:
         img = np.round(np.clip(img.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
     if img.ndim == 3 and img.shape[2] == 3:
         img = img[:, :, ::-1]
     elif not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1)):
-        raise IRNError(f"{path}: cannot write an image of shape {img.shape} as PNG")
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    if not cv2.imwrite(path, np.ascontiguousarray(img)):
-        raise IRNError(f"{path}: could not write the PNG file")
+        raise IRNError(f"{name}: cannot write an image of shape {img.shape} as PNG")
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(img))
+    if not ok:
+        raise IRNError(f"{name}: could not encode the image as PNG")
+    return data.tobytes()
+
+
+def write_png(path, img):
+    """Write an RGB image (see :func:`encode_png`) as PNG, atomically, creating the folder.
+
+    Raises:
+        IRNError: the image cannot be encoded or the file cannot be written (a full disk:
+        no partial file is left under ``path``).
+    """
+    path = os.fspath(path)
+    write_bytes(path, encode_png(img, path), "PNG file")
 
 
 def list_images(folder, recursive=False):

@@ -27,11 +27,12 @@ import cv2
 import numpy as np
 
 from src.data.bicubic import imresize_crop
+from src.data.faults import FAULT_FAILED, FAULT_NONE, FAULT_SKIPPED, encode_fault
 from src.data.io import modcrop, uint8_to_float
 from src.data.sources import open_image_source
 from src.utils.errors import IRNError
 
-__all__ = ["augment", "PatchMaker", "EpochSchedule", "TrainSource", "build_train_source",
+__all__ = ["augment", "random_augment", "PatchMaker", "EpochSchedule", "TrainSource", "build_train_source",
            "create_train_dataset"]
 
 _logger = logging.getLogger("irn")
@@ -49,6 +50,15 @@ def augment(images, hflip=False, vflip=False, rot90=False):
             img = img.transpose(1, 0, 2)
         out.append(img)
     return out
+
+
+def random_augment(images, rng, use_flip, use_rot):
+    """The authors' random augmentation: hflip (``use_flip``), vflip and transpose
+    (``use_rot``), each with probability 0.5, drawn from ``rng`` in that order."""
+    hflip = use_flip and rng.random() < 0.5
+    vflip = use_rot and rng.random() < 0.5
+    rot90 = use_rot and rng.random() < 0.5
+    return augment(images, hflip, vflip, rot90)
 
 
 class PatchMaker:
@@ -119,10 +129,7 @@ class PatchMaker:
         hr = hr[top * s:top * s + self.gt_size, left * s:left * s + self.gt_size]
         if to_float is not None:
             hr = to_float(hr)
-        hflip = self.use_flip and rng.random() < 0.5
-        vflip = self.use_rot and rng.random() < 0.5
-        rot90 = self.use_rot and rng.random() < 0.5
-        hr, lr = augment([hr, lr], hflip, vflip, rot90)
+        hr, lr = random_augment([hr, lr], rng, self.use_flip, self.use_rot)
         return (np.ascontiguousarray(hr, dtype=np.float32),
                 np.ascontiguousarray(lr, dtype=np.float32))
 
@@ -179,10 +186,17 @@ class EpochSchedule:
 
 
 class TrainSource:
-    """Random-access source for ``GeneratorDataset``: item k -> (hr CHW, lr_ref CHW) float32.
+    """Random-access source of training samples: item k -> (hr CHW, lr_ref CHW) float32.
 
     Item ``k`` is global sample ``start_sample + k`` of this rank, so batch ``j``
     of the batched dataset is training iteration ``start_sample / batch + j``.
+
+    Bad images: by default an unreadable image raises :class:`IRNError` naming it. With
+    ``skip_bad_images`` the sample uses the next readable image of the epoch's order
+    instead (with the crop and flips the sample would have had), so which image a sample
+    uses stays a pure function of (seed, sample number) and of which files are bad, in any
+    process and after any resume; ``_bad`` only remembers failures so that a bad file is
+    not decoded again by the same process.
 
     Args:
         images: HR source (``FolderImages`` / ``LmdbImages``).
@@ -191,8 +205,8 @@ class TrainSource:
         num_samples (int): items exposed.
         start_sample (int): first global sample.
         lq_images: optional precomputed LR source paired by index with ``images``.
-        skip_bad_images (bool): on an unreadable image, warn and use the next one of
-            the epoch instead of raising.
+        skip_bad_images (bool): on an unreadable image, use the next one of the epoch
+            (logged) instead of raising.
     """
 
     def __init__(self, images, schedule, patch_maker, num_samples, start_sample=0,
@@ -200,37 +214,88 @@ class TrainSource:
         self.images, self.schedule, self.patch_maker = images, schedule, patch_maker
         self.num_samples, self.start_sample = int(num_samples), int(start_sample)
         self.lq_images, self.skip_bad_images = lq_images, bool(skip_bad_images)
-        self._bad = set()
+        self._bad = {}  # image index -> its error message (a memo: failures are deterministic)
+        self._blank = None
 
     def __len__(self):
         return self.num_samples
 
-    def sample(self, sample):
-        """The (hr, lr) HWC float32 patches of global sample number ``sample``."""
+    def _read(self, sample):
+        """(hr, lr, messages of the bad images skipped) of global sample ``sample``."""
         epoch, pos, index = self.schedule.locate(sample)
         rng = np.random.default_rng([self.schedule.seed, epoch,
                                      pos * self.schedule.rank_size + self.schedule.rank_id])
         order = self.schedule.order(epoch)
+        skipped = []
         for attempt in range(len(order)):
             idx = index if attempt == 0 else int(order[(pos + attempt) % len(order)])
-            if idx in self._bad:
-                continue
-            try:
-                hr = self.images.read_uint8(idx)
-                lr_full = None if self.lq_images is None else self.lq_images.read(idx)
-                return self.patch_maker(hr, rng, lr_full, self.images.describe(idx))
-            except IRNError as exc:
-                if not self.skip_bad_images:
-                    raise
-                self._bad.add(idx)
-                _logger.warning("skipping bad training image: %s", exc)
+            if idx not in self._bad:
+                try:
+                    hr = self.images.read_uint8(idx)
+                    lr_full = None if self.lq_images is None else self.lq_images.read(idx)
+                    return (*self.patch_maker(hr, rng, lr_full, self.images.describe(idx)),
+                            skipped)
+                except IRNError as exc:
+                    if not self.skip_bad_images:
+                        raise
+                    self._bad[idx] = str(exc)
+            skipped.append(self._bad[idx])
         raise IRNError(f"{self.images.path}: no readable training image left")
+
+    def sample(self, sample):
+        """The (hr, lr) HWC float32 patches of global sample number ``sample``."""
+        hr, lr, skipped = self._read(sample)
+        for message in skipped:
+            _logger.warning("skipping bad training image: %s", message)
+        return hr, lr
 
     def __getitem__(self, k):
         if not 0 <= k < self.num_samples:
             raise IndexError(k)
         hr, lr = self.sample(self.start_sample + k)
         return hr.transpose(2, 0, 1).copy(), lr.transpose(2, 0, 1).copy()
+
+    def item(self, k):
+        """Item ``k`` with its ``fault`` row, never raising for a bad image.
+
+        What ``mindspore.dataset`` iterates: an unreadable image (without
+        ``skip_bad_images``) gives blank patches and a FAILED row carrying the one-line
+        message, which the training loop turns back into an :class:`IRNError` in the main
+        process (an exception raised here would surface as a long dataset traceback);
+        images skipped for this sample are reported in a SKIPPED row.
+        """
+        if not 0 <= k < self.num_samples:
+            raise IndexError(k)
+        try:
+            hr, lr, skipped = self._read(self.start_sample + k)
+            fault = encode_fault(FAULT_SKIPPED, "\n".join(skipped)) if skipped \
+                else encode_fault(FAULT_NONE)
+        except IRNError as exc:
+            hr, lr = self._blank_patches()
+            fault = encode_fault(FAULT_FAILED, str(exc))
+        return hr.transpose(2, 0, 1).copy(), lr.transpose(2, 0, 1).copy(), fault
+
+    def _blank_patches(self):
+        """Zero patches of the shapes this source's samples have (stand-ins for a bad one)."""
+        if self._blank is None:
+            size = self.patch_maker.gt_size
+            hr, lr = self.patch_maker(np.zeros((size, size, 3), np.uint8),
+                                      np.random.default_rng(0))
+            self._blank = (np.zeros_like(hr), np.zeros_like(lr))
+        return self._blank
+
+
+class _Items:
+    """What ``GeneratorDataset`` reads: :meth:`TrainSource.item` by index."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, k):
+        return self.source.item(k)
 
 
 def _get(d, key, default=None):
@@ -243,7 +308,8 @@ def build_train_source(opt, rank_id=0, rank_size=1, seed=None, start_iter=0, tot
 
     Reads ``opt['scale']``, ``opt['datasets']['train']`` (``dataroot_GT``,
     ``dataroot_LQ``, ``use_shuffle``, ``batch_size`` (total over ranks, as the
-    authors), ``GT_size``, ``use_flip``, ``use_rot``, ``color``, ``skip_bad_images``)
+    authors), ``GT_size``, ``use_flip``, ``use_rot``, ``color``, ``skip_bad_images``,
+    ``use_grey``: IRN-Color's (RGB patch, grey) samples, see :mod:`src.data.grey`)
     and ``opt['train']`` (``niter``, ``manual_seed``) unless given explicitly.
     It exposes iterations ``start_iter .. total_iters - 1``.
     """
@@ -282,8 +348,15 @@ def build_train_source(opt, rank_id=0, rank_size=1, seed=None, start_iter=0, tot
                      "on demand (a few ms), nothing needs caching")
     schedule = EpochSchedule(len(images), batch // rank_size, rank_id, rank_size, seed,
                              bool(_get(dopt, "use_shuffle", True)))
-    maker = PatchMaker(scale, _get(dopt, "GT_size", 144), _get(dopt, "use_flip", True),
-                       _get(dopt, "use_rot", True))
+    if _get(dopt, "use_grey", False):  # IRN-Color: (RGB patch, its grey), no LR
+        from src.data.grey import GreyPatchMaker
+        if lq_images is not None:
+            raise IRNError("config: datasets.train.dataroot_LQ must be empty with use_grey")
+        maker = GreyPatchMaker(_get(dopt, "GT_size", 144), _get(dopt, "use_flip", True),
+                               _get(dopt, "use_rot", True))
+    else:
+        maker = PatchMaker(scale, _get(dopt, "GT_size", 144), _get(dopt, "use_flip", True),
+                           _get(dopt, "use_rot", True))
     per_rank = batch // rank_size
     return TrainSource(images, schedule, maker, (total_iters - start_iter) * per_rank,
                        start_iter * per_rank, lq_images, bool(_get(dopt, "skip_bad_images", False)))
@@ -292,8 +365,11 @@ def build_train_source(opt, rank_id=0, rank_size=1, seed=None, start_iter=0, tot
 def create_train_dataset(opt, rank_id=0, rank_size=1, seed=None, start_iter=0, total_iters=None):
     """The batched ``mindspore.dataset.GeneratorDataset`` for training.
 
-    Columns ``hr`` (B, 3, GT_size, GT_size) and ``lr_ref`` (B, 3, GT_size/s, GT_size/s),
-    float32; per-rank batch ``batch_size // rank_size`` with ``drop_remainder``.
+    Columns ``hr`` (B, 3, GT_size, GT_size) and ``lr_ref`` (B, 3, GT_size/s, GT_size/s; the
+    grey target (B, 1, GT_size, GT_size) with ``use_grey``), float32, then ``fault``
+    (B, FAULT_BYTES) uint8: the bad images of each sample (:meth:`TrainSource.item`,
+    :mod:`src.data.faults`); the training loop checks and drops it.
+    Per-rank batch ``batch_size // rank_size`` with ``drop_remainder``.
     The source is already this rank's shard (see :class:`EpochSchedule`), so the
     dataset itself is not sharded again. Batch ``j`` is iteration ``start_iter + j``;
     iterate it once (one pass covers all remaining iterations). ``n_workers > 1``
@@ -314,7 +390,8 @@ def create_train_dataset(opt, rank_id=0, rank_size=1, seed=None, start_iter=0, t
 
     source = build_train_source(opt, rank_id, rank_size, seed, start_iter, total_iters)
     workers = max(1, int(_get(opt["datasets"]["train"], "n_workers", 1)))
-    dataset = ds.GeneratorDataset(source, column_names=["hr", "lr_ref"], shuffle=False,
+    dataset = ds.GeneratorDataset(_Items(source), column_names=["hr", "lr_ref", "fault"],
+                                  shuffle=False,
                                   num_parallel_workers=workers,
                                   python_multiprocessing=workers > 1)
     dataset = dataset.batch(source.schedule.batch_size, drop_remainder=True)

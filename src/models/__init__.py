@@ -12,7 +12,10 @@ __all__ = ['MODELS', 'model_class', 'create_model', 'checkpoint_model', 'default
 
 MODELS = {
     'IRN': 'src.models.irn:IRNModel',  # also IRN_LD and IRN_E (network_G.which_model_G flags)
-    'IRN+': 'src.models.irn_plus:IRNPlusModel',
+    'IRN-Color': 'src.models.irn_color:IRNColorModel',
+    'SAIN': 'src.models.sain:SAINModel',
+    'IRN-CRM': 'src.models.irn_crm:IRNCRMModel',
+    'IRN+': 'src.models.irn_plus:IRNPlusModel',  # IRN x4 G with a GAN fine-tune
 }
 
 
@@ -33,16 +36,17 @@ def checkpoint_model(ckpt):
     """(Model class, architecture record or None) that ``ckpt`` was made for.
 
     A file that names no model (an authors' .pth, older checkpoints) is taken as base IRN's
-    family; a .pth's architecture is read from its keys when they are IRN's.
+    family; a .pth belongs to the first model whose ``torch_arch`` recognises its keys.
     """
     from src.utils.checkpoint import peek_arch
     arch = peek_arch(ckpt)
     if arch is None and ckpt.endswith('.pth'):
-        from src.convert import read_pth, torch_to_irn
-        try:
-            arch = torch_to_irn(read_pth(ckpt), ckpt)[1]
-        except IRNError:
-            arch = None
+        from src.convert import read_pth
+        state = read_pth(ckpt)
+        for name in MODELS:
+            found = model_class(name).torch_arch(state, ckpt)
+            if found is not None:
+                return model_class(name), found
     return model_class((arch or {}).get('model') or 'IRN', ckpt), arch
 
 
@@ -75,9 +79,11 @@ def load_model(ckpt, config=None, overrides=(), scale=None, device_target=None):
         if config is None and arch is None and scale is None:
             raise IRNError(f'{ckpt}: the file does not record its architecture; pass --config '
                            'or --scale')
+    if config is None and scale is None and arch:  # no evaluation yml: defaults at its scale
+        scale = arch['scale']
     opt = load_config(config, overrides, scale=scale, device_target=device_target,
                       model=None if config else cls.name)
-    setup_device(opt['device_target'])
+    setup_device(opt['device_target'], allow_fast_fp32=opt['allow_fast_fp32'])
     model = create_model(opt)
     expect = scale if scale is not None else (opt['scale'] if given else None)
     return opt, model, model.load_net(ckpt, expect_scale=expect)

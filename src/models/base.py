@@ -10,8 +10,8 @@ import numpy as np
 import mindspore as ms
 
 from src.metrics import mean_metrics
-from src.utils.checkpoint import (check_arch, describe_arch, load_into, read_checkpoint,
-                                  save_weights)
+from src.utils.checkpoint import (check_arch, describe_arch, load_into, load_weights,
+                                  read_checkpoint, save_weights)
 from src.utils.errors import IRNError
 
 __all__ = ['Model']
@@ -71,9 +71,19 @@ class Model:
         """The record a checkpoint of ``net`` (default: the trained one) carries."""
         return {'model': self.name, **(net or self.net).arch()}
 
-    def from_torch(self, state, path):
+    @classmethod
+    def torch_arch(cls, state, path):
+        """The architecture record of an authors' state_dict if it is this model's, else None
+        (how a bare .pth is recognised)."""
+        try:
+            return cls.from_torch(state, path)[1]
+        except IRNError:
+            return None
+
+    @classmethod
+    def from_torch(cls, state, path):
         """The authors' state_dict -> (our weights, architecture record); see src/convert.py."""
-        raise IRNError(f"{path}: reading the authors' .pth is not supported for {self.name}")
+        raise IRNError(f"{path}: reading the authors' .pth is not supported for {cls.name}")
 
     def load_net(self, ckpt, expect_scale=None):
         """Build the main network with the architecture ``ckpt`` records and load it.
@@ -91,7 +101,8 @@ class Model:
         net = self.build_net(stored)
         if expect_scale is not None and int(expect_scale) != net.scale:
             raise IRNError(f'{ckpt}: checkpoint is an x{net.scale} {self.name} '
-                           f'({describe_arch(net.arch())}), but scale x{expect_scale} was asked for')
+                           f'({describe_arch(net.arch())}), but x{expect_scale} was asked for '
+                           f"(--scale {expect_scale} or the config's scale)")
         check_arch(stored, net, ckpt)
         load_into(net, weights, ckpt)
         net.set_train(False)
@@ -107,6 +118,20 @@ class Model:
         """Build the networks, optimizers and train step(s); ``make_reducer(params)`` returns
         the gradient all-reduce of a data-parallel run (None: single process)."""
         raise NotImplementedError
+
+    def lr_options(self):
+        """The ``train`` options whose schedule (:func:`src.schedule.build_lr`) gives the ``lr``
+        of :meth:`train_step` (default: the config's, base rate ``lr_G``)."""
+        return self.opt['train']
+
+    def load_pretrained(self):
+        """Initialise the networks of a fresh run from the config's pretrained weights
+        (default: ``path.pretrain_model_G`` into the main network); returns the files read."""
+        path = self.opt['path']['pretrain_model_G']
+        if not path:
+            return []
+        load_weights(self.net, path)  # checks the architecture
+        return [path]
 
     def state_cells(self):
         """``{group: Cell}`` whose parameters are the resumable state: networks first (the main
@@ -134,6 +159,12 @@ class Model:
         full = rng.standard_normal((batch, *shape), dtype=np.float32)
         return full[self.rank_id::self.rank_size]
 
+    def example_batch(self, rng, batch, patch):
+        """A random training batch with the data pipeline's shapes (for benchmarks)."""
+        s = self.opt['scale']
+        return (rng.random((batch, 3, patch, patch), dtype=np.float32),
+                rng.random((batch, 3, patch // s, patch // s), dtype=np.float32))
+
     @staticmethod
     def tensors(*arrays):
         """numpy arrays -> float32 Tensors."""
@@ -156,12 +187,18 @@ class Model:
         each also holds ``images``: {kind: uint8 image} to write as ``<set>/<kind>/<name>.png``."""
         raise NotImplementedError
 
+    def summary_table(self, sets, protocol):
+        """val.py's closing table of the per-set means (a model may lay it out its own way)."""
+        from src.report import set_table
+        return set_table(sets, self.report_columns)
+
     def summarize(self, results):
         """Means of :attr:`metrics` over a set (non-finite values, e.g. inf PSNR, skipped)."""
         return mean_metrics(results, self.metrics)
 
     # ------------------------------------------------------------------ deployment
     infer_modes = ()      # infer.py's modes for this model
+    fractional_scales = False  # infer.py --scale 2.5: resize around the integer scale
 
     @staticmethod
     def export_cells(net, height=None, width=None):
@@ -173,10 +210,25 @@ class Model:
         """The object infer.py calls as ``runner.run(mode, path, n)`` (and ``describe()``)."""
         raise NotImplementedError
 
+    def validate_images(self, source):
+        """Per-image metric dicts (at least the :attr:`metrics` keys) of the trained network
+        on ``source`` (``(name, hr)`` items; a :class:`src.distributed.ShardedSource` has
+        ``indices``, the images' positions in the whole set, for per-image randomness).
+
+        A model that has it gets :meth:`validate` for free, and its validation is sharded
+        over data-parallel ranks (each evaluates every R-th image, the values are gathered
+        and summarised on every rank); without it, rank 0 validates alone.
+        """
+        raise NotImplementedError
+
+    def shards_validation(self):
+        """Whether data-parallel validation can be sharded (the model has ``validate_images``)."""
+        return type(self).validate_images is not Model.validate_images
+
     def validate(self, source):
         """Metrics of the trained network on ``source`` (``(name, hr)`` items): a dict with
-        :attr:`val_fields`."""
-        raise NotImplementedError
+        :attr:`val_fields`. Default: :meth:`summarize` of :meth:`validate_images`."""
+        return self.summarize(self.validate_images(source))
 
     def validation_text(self, metrics, num_images):
         """One log line (after 'val iter N') describing ``metrics`` and how they were made."""

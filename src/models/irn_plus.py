@@ -17,8 +17,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn, Parameter, Tensor
 
-from src.config import OPTIONAL
-from src.loss import GAN_TYPES
+from src.config import OPTIONAL, overlay_schema
+from src.gan import GAN_TYPES
 from src.models.irn import IRNModel, OPTIONS
 from src.utils.errors import IRNError
 
@@ -47,7 +47,7 @@ class IRNPlusModel(IRNModel):
     converted with ``python -m src.convert --vgg19``)."""
 
     name = 'IRN+'
-    SCHEMA = {
+    SCHEMA = overlay_schema(IRNModel.SCHEMA, {
         'network_D': {
             'which_model_D': (str, 'discriminator_vgg_128'),
             'in_nc': (int, 3),
@@ -71,7 +71,7 @@ class IRNPlusModel(IRNModel):
             'D_init_iters': (int, 0),
             'memory_mode': (str, 'plain'),   # one graph per update; no micro-batches (D's BN)
         },
-    }
+    })
     CHOICES = {
         'scale': (2, 4, 8),
         'network_D.which_model_D': ('discriminator_vgg_128',),
@@ -89,6 +89,11 @@ class IRNPlusModel(IRNModel):
         if t['lambda_ce_forw'] is not None:
             raise IRNError(f'{source}: train.lambda_ce_forw is not used by IRN+ (its objective '
                            'has no CE term); remove it')
+        if t['add_noise_on_y'] or opt['network_G']['which_model_G']['use_ConvDownsampling'] \
+                or opt['network_G']['which_model_G']['down_first']:
+            raise IRNError(f'{source}: IRN+ fine-tunes a base IRN (Haar levels, no noise on the '
+                           'LR): train.add_noise_on_y, network_G.which_model_G.use_ConvDownsampling'
+                           ' and down_first must be false')
         if t['micro_batch'] is not None:
             raise IRNError(f'{source}: train.micro_batch is not supported by IRN+ (its '
                            'discriminator normalises over the whole batch)')
@@ -116,14 +121,21 @@ class IRNPlusModel(IRNModel):
 
     # ------------------------------------------------------------------ training
     def build_discriminator(self):
-        """D with PyTorch's default init (seeded by ``train.manual_seed``), or the weights of
-        ``path.pretrain_model_D``."""
-        from src.network.discriminator import Discriminator_VGG_128, load_discriminator
+        """D with PyTorch's default init (seeded by ``train.manual_seed``)."""
+        from src.network.discriminator import Discriminator_VGG_128
         d = self.opt['network_D']
-        net_d = Discriminator_VGG_128(d['in_nc'], d['nf'], seed=self.opt['train']['manual_seed'] + 1)
-        if self.opt['path']['pretrain_model_D']:
-            load_discriminator(net_d, self.opt['path']['pretrain_model_D'])
-        return net_d
+        return Discriminator_VGG_128(d['in_nc'], d['nf'], seed=self.opt['train']['manual_seed'] + 1)
+
+    def load_pretrained(self):
+        """G from ``path.pretrain_model_G`` (a trained IRN x4) and, when given, D (weights and
+        BatchNorm statistics) from ``path.pretrain_model_D``."""
+        loaded = super().load_pretrained()
+        path = self.opt['path']['pretrain_model_D']
+        if path:
+            from src.network.discriminator import load_discriminator
+            load_discriminator(self.net_d, path)
+            loaded.append(path)
+        return loaded
 
     def setup_training(self, make_reducer=None):
         from src.gan import DiscriminatorWithLoss, GANUpdate, GeneratorWithLoss
@@ -139,10 +151,10 @@ class IRNPlusModel(IRNModel):
         self.net_d = self.build_discriminator()
         g_loss = GeneratorWithLoss(self.net, self.net_d, net_f, t['lambda_fit_forw'],
                                    t['lambda_rec_back'], t['feature_weight'], t['gan_weight'],
-                                   t['gan_type'], t['gaussian_scale'])
+                                   t['gan_type'], t['gaussian_scale'], t['pixel_criterion_forw'])
         self.optimizer = build_optimizer(self.net, self.opt)
         self.optimizer_d = ClippedAdam(self.net_d.trainable_params(), t['beta1_D'], t['beta2_D'],
-                                       t['eps'], t['weight_decay_D'], None)
+                                       t['eps'], t['weight_decay_D'], None, prefix='d_')
         reducers = [make_reducer(o.params) if make_reducer else None
                     for o in (self.optimizer, self.optimizer_d)]
         self.update = GANUpdate(g_loss, self.optimizer, DiscriminatorWithLoss(self.net_d, t['gan_type']),

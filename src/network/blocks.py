@@ -5,7 +5,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
 
-from src.network.fast_conv import dense_conv
+from src.network.fast_conv import dense_conv, exp_scale
 
 GROWTH = 32  # DenseBlock growth channels (gc) in the paper
 
@@ -21,6 +21,18 @@ class HaarDownsampling(nn.Cell):
     def __init__(self, channel_in):
         super().__init__()
         self.channel_in = channel_in
+
+    def weights(self):
+        """No trainable tensors."""
+        return ()
+
+    def graph_key(self):
+        """Ops with equal keys compute the same function of (x, weights)."""
+        return ('haar',)
+
+    def apply(self, x, weights, inverse):
+        """The op as a function of its input (``weights`` is empty); ``inverse`` picks the direction."""
+        return self.inverse(x) if inverse else self.construct(x)
 
     @staticmethod
     def _split(x):
@@ -68,8 +80,17 @@ def dense_block(x, w, half=False):
     return out.astype(ms.float32) if half else out
 
 
-def _log_scale(h, clamp):
-    return clamp * (ops.sigmoid(h) * 2 - 1)
+def affine_forward(x2, y1, w_gh, clamp, half=False):
+    """The affine half of a coupling: x2 * exp(s) + G(y1), s = clamp * (2 sigmoid(H(y1)) - 1).
+
+    ``w_gh`` = G then H weights (20). Shared by IRN's block and SAIN's enhanced block.
+    """
+    return x2 * exp_scale(dense_block(y1, w_gh[10:], half), clamp, half) + dense_block(y1, w_gh[:10], half)
+
+
+def affine_inverse(y2, y1, w_gh, clamp, half=False):
+    """Exact inverse of :func:`affine_forward` in ``x2``: (y2 - G(y1)) / exp(s)."""
+    return (y2 - dense_block(y1, w_gh[:10], half)) / exp_scale(dense_block(y1, w_gh[10:], half), clamp, half)
 
 
 def coupling_forward(x, w, split, clamp, half=False):
@@ -79,16 +100,13 @@ def coupling_forward(x, w, split, clamp, half=False):
     """
     x1, x2 = x[:, :split], x[:, split:]
     y1 = x1 + dense_block(x2, w[:10], half)
-    s = _log_scale(dense_block(y1, w[20:], half), clamp)
-    y2 = x2 * ops.exp(s) + dense_block(y1, w[10:20], half)
-    return ops.cat((y1, y2), 1)
+    return ops.cat((y1, affine_forward(x2, y1, w[10:], clamp, half)), 1)
 
 
 def coupling_inverse(y, w, split, clamp, half=False):
     """Exact inverse of :func:`coupling_forward`."""
     y1, y2 = y[:, :split], y[:, split:]
-    s = _log_scale(dense_block(y1, w[20:], half), clamp)
-    x2 = (y2 - dense_block(y1, w[10:20], half)) / ops.exp(s)
+    x2 = affine_inverse(y2, y1, w[10:], clamp, half)
     x1 = y1 - dense_block(x2, w[:10], half)
     return ops.cat((x1, x2), 1)
 
@@ -140,6 +158,16 @@ class InvBlockExp(nn.Cell):
     def weights(self):
         """The 30 weight tensors of F, G and H, in the order the coupling functions take."""
         return self.F.weights() + self.G.weights() + self.H.weights()
+
+    def graph_key(self):
+        """Ops with equal keys compute the same function of (x, weights)."""
+        return ('coupling', self.split1, self.clamp, self.half)
+
+    def apply(self, x, weights, inverse):
+        """The block as a pure function of its input and ``weights`` (see :meth:`weights`)."""
+        if inverse:
+            return coupling_inverse(x, weights, self.split1, self.clamp, self.half)
+        return coupling_forward(x, weights, self.split1, self.clamp, self.half)
 
     def construct(self, x):
         return coupling_forward(x, self.weights(), self.split1, self.clamp, self.half)

@@ -7,6 +7,7 @@
 // its gradient's slices and the LeakyReLU kernels, which cost as much as the convolutions.
 // Entry points follow MindSpore's Custom "aot" calling convention.
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -131,6 +132,7 @@ struct Primitives {
   dnnl::convolution_forward conv_fwd;
   dnnl::convolution_backward_data conv_bwd_data;
   dnnl::convolution_backward_weights conv_bwd_weights;
+  bool backward = false;  // the backward primitives exist (built on the first backward call)
 };
 
 struct Context {
@@ -149,10 +151,14 @@ Context &Ctx() {
   return *ctx;
 }
 
-Primitives &Get(Context &c, int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, bool lrelu) {
+// The primitives of one conv shape; the backward ones only when `backward` (inference never
+// builds them: each is a JIT-compiled kernel).
+Primitives &Get(Context &c, int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, bool lrelu,
+                bool backward) {
   auto key = std::make_tuple(n, ci, h, w, co, lrelu);
   auto it = c.cache.find(key);
-  if (it != c.cache.end()) return *it->second;
+  Primitives *p = it == c.cache.end() ? nullptr : it->second.get();
+  if (p != nullptr && (p->backward || !backward)) return *p;
   memory::dims src{n, ci, h, w}, wei{co, ci, 3, 3}, bias{co}, dst{n, co, h, w};
   memory::dims stride{1, 1}, pad{1, 1};
   memory::desc src_any(src, memory::data_type::f32, tag::any);
@@ -167,20 +173,25 @@ Primitives &Get(Context &c, int64_t n, int64_t ci, int64_t h, int64_t w, int64_t
     ops.append_eltwise(dnnl::algorithm::eltwise_relu, kSlope, 0.f);  // relu with alpha = leaky
     fwd_attr.set_post_ops(ops);
   }
-  auto p = std::make_unique<Primitives>();
-  p->fwd = dnnl::convolution_forward::primitive_desc(
-      c.engine, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_any,
-      wei_any, bias_md, dst_any, stride, pad, pad, fwd_attr);
+  if (p == nullptr) {
+    auto made = std::make_unique<Primitives>();
+    made->fwd = dnnl::convolution_forward::primitive_desc(
+        c.engine, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_any,
+        wei_any, bias_md, dst_any, stride, pad, pad, fwd_attr);
+    made->conv_fwd = dnnl::convolution_forward(made->fwd);
+    p = c.cache.emplace(key, std::move(made)).first->second.get();
+  }
+  if (!backward) return *p;
   p->bwd_data = dnnl::convolution_backward_data::primitive_desc(
       c.engine, dnnl::algorithm::convolution_direct, src_any, wei_any, dst_any, stride, pad, pad,
       p->fwd, attr);
   p->bwd_weights = dnnl::convolution_backward_weights::primitive_desc(
       c.engine, dnnl::algorithm::convolution_direct, src_any, wei_any, bias_md, dst_any, stride,
       pad, pad, p->fwd, attr);
-  p->conv_fwd = dnnl::convolution_forward(p->fwd);
   p->conv_bwd_data = dnnl::convolution_backward_data(p->bwd_data);
   p->conv_bwd_weights = dnnl::convolution_backward_weights(p->bwd_weights);
-  return *c.cache.emplace(key, std::move(p)).first->second;
+  p->backward = true;
+  return *p;
 }
 
 // `user` viewed in layout `want`: the user memory itself, or a reorder into `buf` (if `in`).
@@ -274,7 +285,7 @@ int Forward(int nparam, void **params, int64_t **shapes, bool lrelu, const char 
     int64_t n = shapes[0][0], h = shapes[0][2], w = shapes[0][3], co = shapes[k][0], ci = 0;
     float *x_ptr = Concat(c, params, shapes, 0, k, &ci);
     if (!CheckConv(ci, co, shapes[k], name)) throw std::runtime_error("bad weights");
-    Primitives &p = Get(c, n, ci, h, w, co, lrelu);
+    Primitives &p = Get(c, n, ci, h, w, co, lrelu, false);
     memory x = Plain(c, {n, ci, h, w}, tag::nchw, x_ptr);
     memory wt = Plain(c, {co, ci, 3, 3}, tag::oihw, params[k]);
     memory b = Plain(c, {co}, tag::x, params[k + 1]);
@@ -304,7 +315,7 @@ int Backward(int nparam, void **params, int64_t **shapes, bool lrelu, const char
     int64_t co = shapes[0][1], ci = 0;
     float *x_ptr = Concat(c, params, shapes, first, k, &ci);
     if (!CheckConv(ci, co, shapes[wi_index], name)) throw std::runtime_error("bad weights");
-    Primitives &p = Get(c, n, ci, h, w, co, lrelu);
+    Primitives &p = Get(c, n, ci, h, w, co, lrelu, true);
     void *dy_ptr = params[0];
     if (lrelu) {  // gradient before the activation: the sign of y is the sign of its input
       int64_t size = n * co * h * w, chunk = 1 << 16;
@@ -348,6 +359,60 @@ int Backward(int nparam, void **params, int64_t **shapes, bool lrelu, const char
   });
 }
 
+// The coupling's scale e = exp(c * (2 * sigmoid(h) - 1)), and its gradient, evaluated in double
+// and rounded to float once: MindSpore's float32 CPU exp / sigmoid are 30-60x less precise than
+// a correctly rounded float32 result; these are within half an ulp of it (exp of a double that is
+// itself exact to ~1e-16) and as fast as one pass over the tensor.
+int64_t Elements(int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; ++i) n *= shape[i];
+  return n;
+}
+
+template <typename F>
+void ParallelChunks(Context &c, int64_t size, F body) {
+  const int64_t chunk = 1 << 14;
+  c.pool.parallel_for(static_cast<int>((size + chunk - 1) / chunk), [&](int i, int) {
+    body(i * chunk, std::min(size, (i + 1) * chunk));
+  });
+}
+
+// params: h, c (1), e.
+int ExpScaleForward(int nparam, void **params, int *ndims, int64_t **shapes, const char *name) {
+  return Guard(name, [&] {
+    if (nparam != 3) throw std::runtime_error("bad argument count");
+    Context &c = Ctx();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    const float *h = static_cast<const float *>(params[0]);
+    const double clamp = *static_cast<const float *>(params[1]);
+    float *e = static_cast<float *>(params[2]);
+    ParallelChunks(c, Elements(ndims[0], shapes[0]), [&](int64_t b, int64_t end) {
+      for (int64_t j = b; j < end; ++j)
+        e[j] = static_cast<float>(std::exp(clamp * (2.0 / (1.0 + std::exp(-double(h[j]))) - 1.0)));
+    });
+  });
+}
+
+// params: h, c (1), e, de, then dh, dc (dc = 0: the clamp is a constant).
+int ExpScaleBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char *name) {
+  return Guard(name, [&] {
+    if (nparam != 6) throw std::runtime_error("bad argument count");
+    Context &c = Ctx();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    const float *h = static_cast<const float *>(params[0]);
+    const double clamp = *static_cast<const float *>(params[1]);
+    const float *e = static_cast<const float *>(params[2]), *de = static_cast<const float *>(params[3]);
+    float *dh = static_cast<float *>(params[4]);
+    *static_cast<float *>(params[5]) = 0.f;
+    ParallelChunks(c, Elements(ndims[0], shapes[0]), [&](int64_t b, int64_t end) {
+      for (int64_t j = b; j < end; ++j) {
+        double q = std::exp(-double(h[j])), sig = 1.0 / (1.0 + q);  // sig' = q sig^2
+        dh[j] = static_cast<float>(double(de[j]) * double(e[j]) * clamp * 2.0 * q * sig * sig);
+      }
+    });
+  });
+}
+
 }  // namespace
 
 #define IRN_ENTRY(NAME, FN, LRELU)                                                 \
@@ -368,3 +433,12 @@ IRN_ENTRIES(2)
 IRN_ENTRIES(3)
 IRN_ENTRIES(4)
 IRN_ENTRIES(5)
+
+#define IRN_SCALE_ENTRY(NAME, FN)                                                  \
+  extern "C" int NAME(int nparam, void **params, int *ndims, int64_t **shapes,     \
+                      const char **dtypes, void *, void *) {                       \
+    if (!CheckTensors(nparam, ndims, dtypes, #NAME)) return 1;                     \
+    return FN(nparam, params, ndims, shapes, #NAME);                               \
+  }
+IRN_SCALE_ENTRY(IrnExpScaleForward, ExpScaleForward)
+IRN_SCALE_ENTRY(IrnExpScaleBackward, ExpScaleBackward)

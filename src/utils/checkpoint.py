@@ -7,30 +7,43 @@ one line instead of failing inside MindSpore. Files written before the family ex
 """
 import json
 import os
-import tempfile
 
 import numpy as np
 import mindspore as ms
 
+from src.utils.atomic import atomic_write
 from src.utils.errors import IRNError
 
 ARCH_KEY = 'irn_arch'              # json: {'model': 'IRN', 'net': 'InvRescaleNet', 'scale': 4, ...}
 LEGACY_ARCH_KEY = 'irn_block_num'  # "8,8" (base IRN checkpoints of earlier versions)
 
 
-def atomic_save(write, path):
-    """Call ``write(tmp_path)`` then rename onto ``path``, so a crash never leaves half a file."""
-    path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix=os.path.splitext(path)[1], dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def atomic_save(write, path, what='checkpoint'):
+    """Call ``write(tmp_path)`` then rename onto ``path``, so a crash never leaves half a file.
+
+    A failed write (a full disk...) is an IRNError naming ``path``; the file that was there
+    before is untouched (:func:`src.utils.atomic.atomic_write`).
+    """
+    atomic_write(write, path, what)
+
+
+class _QuietMindSpore:
+    """Silence MindSpore's own logger (it prints a CRITICAL line when a save fails, before our
+    one-line error)."""
+
+    def __enter__(self):
+        try:
+            from mindspore.log import _get_logger
+            self.logger = _get_logger()
+            self.was = self.logger.disabled
+            self.logger.disabled = True
+        except (ImportError, AttributeError):  # another MindSpore version: keep its messages
+            self.logger = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.logger is not None:
+            self.logger.disabled = self.was
 
 
 def describe_arch(arch):
@@ -39,9 +52,8 @@ def describe_arch(arch):
     if not arch:
         return 'an unrecorded architecture'
     rest = ', '.join(f'{k} {v}' for k, v in arch.items() if k not in ('net', 'model', 'scale'))
-    if 'scale' in arch:
-        rest = f"x{arch['scale']}{' with ' + rest if rest else ''}"
-    return f"{rest} ({arch.get('model') or arch.get('net')})"
+    scale = f"x{arch['scale']}" if 'scale' in arch else ''
+    return f"{scale}{' with ' if scale and rest else ''}{rest} ({arch.get('model') or arch.get('net')})"
 
 
 def _save(entries, path, arch, extra=None):
@@ -49,7 +61,9 @@ def _save(entries, path, arch, extra=None):
     if arch.get('net') == 'InvRescaleNet' and 'block_num' in arch:  # readable by older versions
         meta[LEGACY_ARCH_KEY] = ','.join(str(b) for b in arch['block_num'])
     meta.update(extra or {})
-    atomic_save(lambda tmp: ms.save_checkpoint(entries, tmp, append_dict=meta), path)
+    what = 'training state' if extra and STATE_KEY in extra else 'checkpoint'
+    with _QuietMindSpore():
+        atomic_save(lambda tmp: ms.save_checkpoint(entries, tmp, append_dict=meta), path, what)
 
 
 def save_weights(named_arrays, path, arch, extra=None):
@@ -82,7 +96,7 @@ def read_checkpoint(path, from_torch=None, group='net'):
     Args:
         path (str): our .ckpt (weights or a training state) or a PyTorch state_dict .pth.
         from_torch: ``(state_dict, path) -> (weights, arch)`` mapping the authors' names to
-            ours (default: base IRN's, :func:`src.convert.torch_state_to_ours`).
+            ours (default: the IRN family's, :func:`src.convert.torch_to_irn`).
 
     Returns:
         (dict name -> np.ndarray, arch dict or None). From a training state, the entries of

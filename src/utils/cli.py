@@ -20,6 +20,17 @@ def common_parser(description, config_required=False):
     return parser
 
 
+def quality_type(text):
+    """argparse type of a JPEG / WebP quality: an integer in 1..100."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f'expected an integer quality in 1..100, got {text!r}')
+    return value
+
+
 def model_class_of(argv):
     """The Model class a command line is about: the --config's ``model:`` (or a ``model=...``
     override), else the model the --ckpt records, else base IRN. Its ``add_arguments`` adds

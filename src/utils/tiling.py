@@ -1,11 +1,15 @@
-"""Run an image-to-image function on overlapping tiles and stitch the results.
+"""Run an image-to-image function on overlapping tiles of one shape and stitch the results.
 
-Each output pixel is taken from exactly one tile: the image is cut into the fewest
-non-overlapping, evenly sized "cores" of at most ``tile - overlap`` pixels, and each core is
-computed from a tile that extends it by ``overlap / 2`` pixels on every side (less at the
-image border), so no tile is larger than ``tile`` and little work is repeated. The outputs are cropped back to
-the cores and pasted, so there is no blending: quantised outputs (an IRN LR) stay quantised.
-The context a tile sees around its core is what limits the difference to an untiled run.
+Along each axis the image is covered by the fewest tiles of at most ``tile`` pixels that
+overlap by at least ``overlap``; all tiles of an image have the same size (the smallest that
+covers the axis with that many tiles), so a static-shape graph is compiled once per direction
+and image size, not once per tile. Tiles lie inside the image (the first and last touch its
+borders, which they see as the untiled network does); an axis no longer than ``tile`` is one
+tile. Each output pixel is taken from exactly one tile, the one in whose core it lies, at least
+``overlap / 2`` pixels from that tile's cut edges; the outputs are pasted without blending, so
+quantised outputs (an IRN LR) stay quantised. A pixel is exactly the untiled result when every
+cut edge of its tile is farther than the network's receptive field; in general the context a
+tile sees around its core limits the difference to an untiled run.
 """
 import numpy as np
 
@@ -15,31 +19,34 @@ __all__ = ['tile_spans', 'tiled_apply']
 
 
 def tile_spans(length, tile, overlap, align=1):
-    """Split ``[0, length)`` into cores and the tiles that compute them.
+    """Cover ``[0, length)`` with equal tiles and split it into the cores they compute.
 
     Args:
         length (int): image size along one axis (a multiple of ``align``).
-        tile (int): tile size (rounded down to a multiple of ``align``).
-        overlap (int): total context shared by neighbouring tiles (rounded up to an even
-            multiple of ``align``); must be smaller than ``tile``.
+        tile (int): largest tile size (rounded down to a multiple of ``align``).
+        overlap (int): least overlap of neighbouring tiles (rounded up to an even multiple of
+            ``align``); must be smaller than ``tile``.
         align (int): every boundary is a multiple of this (the scale, when downscaling).
 
     Returns:
-        list of (core_start, core_end, tile_start, tile_end).
+        list of (core_start, core_end, tile_start, tile_end); every tile has the same size.
     """
-    tile = (int(tile) // align) * align
-    half = -(-int(overlap) // (2 * align)) * align
-    if tile < align:
+    tile_u = int(tile) // align
+    half = -(-int(overlap) // (2 * align))
+    if tile_u < 1:
         raise IRNError(f'tile size {tile} is smaller than the alignment {align}')
-    if 2 * half >= tile:
+    if 2 * half >= tile_u:
         raise IRNError(f'tile overlap {overlap} must be smaller than the tile size {tile}')
-    if tile >= length:
+    units = length // align
+    if tile_u >= units:
         return [(0, length, 0, length)]
-    units, core_units = length // align, (tile - 2 * half) // align
-    count = -(-units // core_units)  # fewest cores of at most tile - overlap, sized evenly
-    cuts = [(units * i // count) * align for i in range(count + 1)]
-    return [(c0, c1, max(c0 - half, 0), min(c1 + half, length))
-            for c0, c1 in zip(cuts, cuts[1:])]
+    count = -(-(units - 2 * half) // (tile_u - 2 * half))  # fewest tiles of tile_u
+    size = -(-(units - 2 * half) // count) + 2 * half  # smallest equal size for that count
+    starts = [(units - size) * i // (count - 1) for i in range(count)]
+    # core boundary: the middle of two neighbours' overlap (>= 2 * half units)
+    cuts = [0] + [b + (a + size - b) // 2 for a, b in zip(starts, starts[1:])] + [units]
+    return [(c0 * align, c1 * align, t * align, (t + size) * align)
+            for c0, c1, t in zip(cuts, cuts[1:], starts)]
 
 
 def tiled_apply(fn, arrays, tile, overlap, align=1, out_num=1, out_den=1):
