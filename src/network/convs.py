@@ -33,12 +33,32 @@ class Conv3x3(nn.Cell):
         return fast_conv.dense_conv((x,), self.weight, bias, False)
 
 
+def zero_pad(x, top, bottom, left, right):
+    """Zero padding of the last two axes of an NCHW tensor, by concatenation.
+
+    ``ops.pad`` would do, but MindSpore 2.10's CPU pad kernels hang (a spinning kernel thread)
+    from the fourth training step on in the discriminator's graphs, measured; concatenating
+    zeros computes the same values and its gradient is a slice.
+    """
+    b, c, _, w = x.shape
+    if top:
+        x = ops.cat((ops.zeros((b, c, top, w), x.dtype), x), 2)
+    if bottom:
+        x = ops.cat((x, ops.zeros((b, c, bottom, w), x.dtype)), 2)
+    h = x.shape[2]
+    if left:
+        x = ops.cat((ops.zeros((b, c, h, left), x.dtype), x), 3)
+    if right:
+        x = ops.cat((x, ops.zeros((b, c, h, right), x.dtype)), 3)
+    return x
+
+
 def _space_to_depth_weight(weight):
     """(out, C, 4, 4) -> (out, 4C, 3, 3): the 4x4 kernel as a 2x2 kernel over space-to-depth
     channels (c, p, q), placed in the bottom-right 2x2 taps of a 3x3 kernel."""
     out, c = weight.shape[0], weight.shape[1]
     w = weight.reshape(out, c, 2, 2, 2, 2).transpose(0, 1, 3, 5, 2, 4).reshape(out, 4 * c, 2, 2)
-    return ops.pad(w, (1, 0, 1, 0))
+    return zero_pad(w, 1, 0, 1, 0)
 
 
 class Conv4x4Stride2(nn.Cell):
@@ -60,7 +80,7 @@ class Conv4x4Stride2(nn.Cell):
             return ops.conv2d(x, self.weight, None, stride=2, pad_mode='pad', padding=1)
         b, c, h, w = x.shape
         hp, wp = h + 2 + h % 2, w + 2 + w % 2   # even sizes for the 2x2 split
-        x = ops.pad(x, (1, wp - w - 1, 1, hp - h - 1))
+        x = zero_pad(x, 1, hp - h - 1, 1, wp - w - 1)
         s = x.reshape(b, c, hp // 2, 2, wp // 2, 2).transpose(0, 1, 3, 5, 2, 4)
         s = s.reshape(b, 4 * c, hp // 2, wp // 2)
         y = fast_conv.dense_conv((s,), _space_to_depth_weight(self.weight), self.zero_bias, False)
