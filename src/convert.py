@@ -374,13 +374,9 @@ def convert_vgg19(src, dst):
     Checks every name and shape (:func:`src.network.vgg.vgg19_from_torch`); returns the number
     of parameters written.
     """
-    import mindspore as ms
-    from src.network.vgg import FEATURE_LAYER, VGG_KEY, vgg19_from_torch
-    from src.utils.checkpoint import atomic_save
+    from src.network.vgg import vgg19_from_torch, write_vgg19_features
     weights = vgg19_from_torch(read_pth(src), src)
-    entries = [{'name': k, 'data': ms.Tensor(v)} for k, v in weights.items()]
-    atomic_save(lambda tmp: ms.save_checkpoint(entries, tmp,
-                                               append_dict={VGG_KEY: str(FEATURE_LAYER)}), dst)
+    write_vgg19_features(weights, dst)
     return sum(v.size for v in weights.values())
 
 

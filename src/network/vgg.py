@@ -122,3 +122,20 @@ def load_vgg19_features(path):
     check_vgg19_weights(weights, path)
     return weights
 
+
+
+def write_vgg19_features(weights, path):
+    """Write ``{features.N.*: array}`` as the tagged .ckpt :func:`load_vgg19_features` reads."""
+    from src.utils.checkpoint import atomic_save
+    entries = [{'name': k, 'data': Tensor(np.asarray(v, np.float32))} for k, v in weights.items()]
+    atomic_save(lambda tmp: ms.save_checkpoint(entries, tmp,
+                                               append_dict={VGG_KEY: str(FEATURE_LAYER)}), path)
+
+
+def random_vgg19_weights(seed=0):
+    """VGG19 feature weights with random He-scaled values: for tests and timing only (a
+    feature loss or score computed with them means nothing)."""
+    rng = np.random.default_rng(seed)
+    return {k: (rng.standard_normal(shape) * (np.sqrt(2.0 / np.prod(shape[1:])) if len(shape) > 1
+                                               else 0.01)).astype(np.float32)
+            for k, shape in vgg19_feature_shapes().items()}
