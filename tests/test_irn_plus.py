@@ -157,6 +157,34 @@ def test_batchnorm_statistics():
         assert int(bn.num_batches_tracked.asnumpy()) == k + 1
 
 
+class _AdamStep(nn.Cell):
+    def __init__(self, adam):
+        super().__init__()
+        self.adam = adam
+
+    def construct(self, grads, lr, apply):
+        return self.adam(grads, lr, apply)
+
+
+def test_fused_adam_is_the_same_update():
+    """ClippedAdam(fused=True) (D's optimizer) against the separate-op form: three steps, the
+    middle one skipped (a non-finite step changes nothing, not even the step count)."""
+    rng = np.random.default_rng(5)
+    init = [rng.standard_normal(s).astype(np.float32) for s in ((3, 4), (5,))]
+    grads = [tuple(Tensor(rng.standard_normal(a.shape).astype(np.float32) * (k + 1)) for a in init)
+             for k in range(3)]
+    runs = []
+    for fused in (False, True):
+        params = [ms.Parameter(Tensor(a.copy()), name=f'w{i}') for i, a in enumerate(init)]
+        step = _AdamStep(ClippedAdam(params, 0.9, 0.99, 1e-8, 1e-5, 0.5, fused=fused))
+        for g, apply in zip(grads, (True, False, True)):
+            step(g, Tensor(1e-2, ms.float32), Tensor(apply))
+        runs.append([p.asnumpy() for p in params] + [step.adam.step.asnumpy()])
+    assert float(runs[1][-1]) == 2.0
+    for ours, ref in zip(runs[1], runs[0]):
+        np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-7)
+
+
 class _RealLoss(nn.Cell):
     def __init__(self, net_d):
         super().__init__(auto_prefix=False)
@@ -198,7 +226,8 @@ def replay(fx):
                                float(fx['lambda_rec_back']), float(fx['feature_weight']),
                                float(fx['gan_weight']), gan_type)
     g_opt = ClippedAdam(net.trainable_params(), *G_BETAS, 1e-8, G_WD, G_CLIP)
-    d_opt = ClippedAdam(net_d.trainable_params(), D_BETA1, float(fx['beta2_D']), 1e-8, 0.0, None)
+    d_opt = ClippedAdam(net_d.trainable_params(), D_BETA1, float(fx['beta2_D']), 1e-8, 0.0, None,
+                        fused=True)  # as IRNPlusModel builds it
     update = GANUpdate(g_loss, g_opt, DiscriminatorWithLoss(net_d, gan_type), d_opt,
                        int(fx['D_init_iters']), int(fx['D_update_ratio']))
     lr_g, lr_d = Tensor(float(fx['lr_G']), ms.float32), Tensor(float(fx['lr_D']), ms.float32)

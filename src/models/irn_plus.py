@@ -154,7 +154,8 @@ class IRNPlusModel(IRNModel):
                                    t['gan_type'], t['gaussian_scale'], t['pixel_criterion_forw'])
         self.optimizer = build_optimizer(self.net, self.opt)
         self.optimizer_d = ClippedAdam(self.net_d.trainable_params(), t['beta1_D'], t['beta2_D'],
-                                       t['eps'], t['weight_decay_D'], None, prefix='d_')
+                                       t['eps'], t['weight_decay_D'], None, prefix='d_',
+                                       fused=True)
         reducers = [make_reducer(o.params) if make_reducer else None
                     for o in (self.optimizer, self.optimizer_d)]
         self.update = GANUpdate(g_loss, self.optimizer, DiscriminatorWithLoss(self.net_d, t['gan_type']),
