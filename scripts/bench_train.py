@@ -7,6 +7,8 @@
     python scripts/benchmark.py train --configs src/options/train_IRN_x4.yml \
         src/options/train_IRN_E_x4.yml --modes plain    # IRN_E vs IRN in one run
     python scripts/benchmark.py train --configs src/options/train_SAIN_JPEG_x2.yml --patch 128
+    python scripts/benchmark.py train --configs "src/options/train_IRN+_x4.yml" --modes plain \
+        --random_vgg19 --set train.D_init_iters=0   # IRN+ G + D steps (VGG values do not matter)
 
 Each setting runs in its own process (so its peak RSS is its own) on random data with the
 config's optimiser settings; the first step (graph compilation included) is reported separately.
@@ -20,6 +22,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,10 +52,19 @@ def run_one(args):
                  f'train.memory_mode={args.mode}']
     if args.micro_batch:
         overrides.append(f'train.micro_batch={args.micro_batch}')
+    overrides += args.set
+    vgg = None
+    if args.random_vgg19:  # IRN+'s feature loss: random weights cost what ImageNet ones cost
+        from src.network.vgg import random_vgg19_weights, write_vgg19_features
+        vgg = os.path.join(tempfile.mkdtemp(prefix='bench_vgg19_'), 'vgg19_features.ckpt')
+        write_vgg19_features(random_vgg19_weights(), vgg)
+        overrides.append(f'path.pretrain_model_F={vgg}')
     opt = load_config(args.config, overrides)
     s = opt['scale']
     model = create_model(opt)
     model.setup_training()
+    if vgg:  # read by setup_training; 80 MB
+        shutil.rmtree(os.path.dirname(vgg))
     net = model.net
     rng = np.random.default_rng(0)
     batch = model.example_batch(rng, b, p)
@@ -126,6 +138,9 @@ def _ours(args, mode, batch, config):
         cmd.append('--compile_profile')
     if args.micro_batch:
         cmd += ['--micro_batch', str(args.micro_batch)]
+    if args.random_vgg19:
+        cmd.append('--random_vgg19')
+    cmd += ['--set', *args.set] if args.set else []
     return _row(cmd, args, {'config': os.path.basename(config), 'batch': batch,
                             'patch': args.patch, 'mode': mode})
 
@@ -193,6 +208,12 @@ def main():
     parser.add_argument('--modes', nargs='+', default=['plain', 'recompute', 'invertible'])
     parser.add_argument('--micro_batch', type=int, default=None)
     parser.add_argument('--steps', type=int, default=2, help='timed steps after the first')
+    parser.add_argument('--set', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='config overrides for every run, e.g. train.D_init_iters=0 (IRN+: '
+                             'time G + D steps, not the D-only start)')
+    parser.add_argument('--random_vgg19', action='store_true',
+                        help="IRN+: a VGG19 file with random weights for the feature loss (the "
+                             'ImageNet file is not needed to measure time and memory)')
     parser.add_argument('--max_rss_gb', type=float, default=22.0,
                         help='kill a run whose RSS passes this (it does not fit); default 22')
     parser.add_argument('--device_target', default='CPU')

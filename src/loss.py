@@ -41,7 +41,7 @@ def pixel_loss(a, b, criterion):
 class IRNLoss(nn.Cell):
     """The loss terms, split where the network sits between them.
 
-    ``forward_terms(out, lr_ref)`` -> (l_fit, l_ce) on the forward output;
+    ``forward_terms(out, lr_ref)`` -> (l_fit, l_ce) on the forward output (l_fit: ``fit``);
     ``backward_input(out, noise)`` -> the inverse pass's input cat[Quant(lr), gaussian_scale*z];
     ``reconstruction(hr, rec)`` -> l_rec (Charbonnier, eps 1e-6) on the inverse output.
     ``channels`` is the width of the LR part of ``out`` (3 for IRN, 1 for the colour net's grey).
@@ -63,11 +63,13 @@ class IRNLoss(nn.Cell):
         self.criterion_forw = criterion_forw
         self.noise_on_y = noise_on_y
 
+    def fit(self, out, lr_ref):
+        """lambda_fit * the forward criterion between the LR part of ``out`` and ``lr_ref``."""
+        return self.lambda_fit * pixel_loss(out[:, :self.channels], lr_ref, self.criterion_forw)
+
     def forward_terms(self, out, lr_ref):
-        lr, z = out[:, :self.channels], out[:, self.channels:]
-        l_fit = self.lambda_fit * pixel_loss(lr, lr_ref, self.criterion_forw)
-        l_ce = self.lambda_ce * ops.square(z).sum() / out.shape[0]
-        return l_fit, l_ce
+        l_ce = self.lambda_ce * ops.square(out[:, self.channels:]).sum() / out.shape[0]
+        return self.fit(out, lr_ref), l_ce
 
     def backward_input(self, out, noise):
         lr = self.quant(out[:, :self.channels])

@@ -272,7 +272,9 @@ class Trainer:
         now = time.time()
         rate = window['count'] / max(now - window['t0'], 1e-9) if window['count'] else float('nan')
         eta = (self.niter - self.iteration) / rate if rate > 0 else float('nan')
-        means = {k: float(np.mean(window[k])) if window[k] else float('nan') for k in self.fields}
+        # nan marks a term a step did not compute (IRN+'s G terms during D_init_iters)
+        means = {k: float(np.nanmean(window[k])) if np.isfinite(window[k]).any() else float('nan')
+                 for k in self.fields}
         losses = self.fields[:-1]
         if self.rank_size > 1:  # each rank's losses are over its own samples: average them
             local = np.array([means[k] for k in losses], np.float32)

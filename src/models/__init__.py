@@ -15,6 +15,7 @@ MODELS = {
     'IRN-Color': 'src.models.irn_color:IRNColorModel',
     'SAIN': 'src.models.sain:SAINModel',
     'IRN-CRM': 'src.models.irn_crm:IRNCRMModel',
+    'IRN+': 'src.models.irn_plus:IRNPlusModel',  # IRN x4 G with a GAN fine-tune
 }
 
 

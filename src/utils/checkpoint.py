@@ -47,7 +47,8 @@ class _QuietMindSpore:
 
 
 def describe_arch(arch):
-    """'x4 with block_num [8, 8] (IRN)': how messages name an architecture."""
+    """'x4 with block_num [8, 8] (IRN)': how messages name an architecture (a network without
+    a scale, e.g. IRN+'s discriminator: 'in_nc 3, nf 64 (Discriminator_VGG_128)')."""
     if not arch:
         return 'an unrecorded architecture'
     rest = ', '.join(f'{k} {v}' for k, v in arch.items() if k not in ('net', 'model', 'scale'))
@@ -89,7 +90,7 @@ def _arch_of(raw):
     return None
 
 
-def read_checkpoint(path, from_torch=None):
+def read_checkpoint(path, from_torch=None, group='net'):
     """Network weights and recorded architecture of a .ckpt, or of an authors' .pth.
 
     Args:
@@ -98,8 +99,9 @@ def read_checkpoint(path, from_torch=None):
             ours (default: the IRN family's, :func:`src.convert.torch_to_irn`).
 
     Returns:
-        (dict name -> np.ndarray, arch dict or None). The ``net.`` prefix of a training state
-        is removed; other state entries (optimizers) are dropped.
+        (dict name -> np.ndarray, arch dict or None). From a training state, the entries of
+        ``group`` (default the main network, ``net``) without their prefix; other entries
+        (other networks, optimizers) are dropped.
     """
     if path.endswith('.pth'):
         if not os.path.isfile(path):
@@ -110,8 +112,9 @@ def read_checkpoint(path, from_torch=None):
     raw.pop(STATE_KEY, None)
     arch = _arch_of(raw)
     weights = {k: v.asnumpy() for k, v in raw.items() if hasattr(v, 'asnumpy')}
-    if any(k.startswith('net.') for k in weights):
-        weights = {k[4:]: v for k, v in weights.items() if k.startswith('net.')}
+    prefix = group + '.'
+    if any(k.startswith(prefix) for k in weights):
+        weights = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
     return weights, arch
 
 
@@ -158,8 +161,9 @@ def load_into(net, weights, path):
         if tuple(weights[name].shape) != tuple(p.shape):
             raise IRNError(f'{path}: {name} has shape {tuple(weights[name].shape)}, '
                            f'the network expects {tuple(p.shape)}')
-    for name, p in params.items():
-        p.set_data(ms.Tensor(weights[name].astype(np.float32)))
+    for name, p in params.items():  # float32, or the parameter's own type (BatchNorm counts)
+        kind = np.float32 if p.dtype == ms.float32 else ms.dtype_to_nptype(p.dtype)
+        p.set_data(ms.Tensor(np.asarray(weights[name]).astype(kind)))
 
 
 def load_weights(net, path):
