@@ -44,7 +44,7 @@ def save_crm(weights, layout, path):
 def read_crm(path):
     """CRM weights and layout of a CRM .ckpt, an IRN-CRM checkpoint (its CRM part) or the
     authors' CRM .pth (``CRM_x2_q90.pth``). Raises IRNError naming the file otherwise."""
-    from src.convert import torch_to_crm
+    from src.network.rrdb import torch_to_crm
     weights, arch = read_checkpoint(path, torch_to_crm)
     arch = arch or {}
     if arch.get('net') == 'IRNCRMNet':

@@ -258,93 +258,13 @@ def torch_to_irn(state, path='<state>'):
     return weights, arch
 
 
-_GREY_KEY = re.compile(r'^operations\.(\d+)\.(conv_weights|[FGH]\.conv[1-5]\.(weight|bias))$')
-
-
-_RRDB_KEY = re.compile(r'^(conv_first|trunk_conv|conv_last)\.(weight|bias)$'
-                       r'|^RRDB_trunk\.(\d+)\.RDB[123]\.conv[1-5]\.(weight|bias)$')
-
-
-def is_crm_state(state):
-    """True when a state dict holds the authors' CRM (RRDBNet) rather than an IRN."""
-    return 'conv_first.weight' in state or 'module.conv_first.weight' in state
-
-
-def crm_state_to_ours(state, path='<state>'):
-    """The authors' CRM (``RRDBNet``) state dict -> ``(weights, layout)``.
-
-    ``layout`` = {in_nc, out_nc, nf, nb, gc}, read from the tensor shapes; every key and shape
-    is then checked against an RRDBNet of that layout (one-line IRNError naming the file).
-    """
-    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
-    bad = [k for k in state if not _RRDB_KEY.match(k)]
-    if bad:
-        raise IRNError(f'{path}: unexpected key {bad[0]!r} ({len(bad)} unknown keys): not an '
-                       'RRDBNet (CRM) state_dict')
-    for key in ('conv_first.weight', 'conv_last.weight'):
-        if key not in state or np.ndim(state[key]) != 4:
-            raise IRNError(f'{path}: {key} missing or not a 4-d conv weight: not a CRM state_dict')
-    blocks = sorted({int(m.group(3)) for m in map(_RRDB_KEY.match, state) if m.group(3)})
-    if blocks != list(range(len(blocks))):
-        raise IRNError(f'{path}: RRDB_trunk blocks are not numbered 0..{len(blocks) - 1}')
-    first, last = state['conv_first.weight'], state['conv_last.weight']
-    gc_key = 'RRDB_trunk.0.RDB1.conv1.weight'
-    layout = {'in_nc': int(first.shape[1]), 'out_nc': int(last.shape[0]), 'nf': int(first.shape[0]),
-              'nb': len(blocks), 'gc': int(state[gc_key].shape[0]) if gc_key in state else 32}
-    from src.network.rrdb import RRDBNet
-    expected = {p.name: tuple(p.shape) for p in RRDBNet(**layout).get_parameters()}
-    missing = sorted(set(expected) - set(state))
-    if missing:
-        raise IRNError(f'{path}: {missing[0]} missing ({len(missing)} keys) for an RRDBNet '
-                       f'{layout}')
-    for name, shape in expected.items():
-        if tuple(state[name].shape) != shape:
-            raise IRNError(f'{path}: {name} has shape {tuple(state[name].shape)}, an RRDBNet '
-                           f'{layout} expects {shape}')
-    return {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}, layout
-
-
-def torch_to_crm(state, path):
-    """:func:`crm_state_to_ours` returning ``(weights, architecture record)``."""
-    weights, layout = crm_state_to_ours(state, path)
-    return weights, {'net': 'RRDBNet', **layout}
-
-
 def convert_crm(src, dst):
     """Convert an authors' CRM .pth to our CRM .ckpt (layout recorded). Returns the layout."""
     from src.compression import save_crm
+    from src.network.rrdb import crm_state_to_ours
     weights, layout = crm_state_to_ours(read_pth(src), src)
     save_crm(weights, layout, dst)
     return layout
-
-
-def torch_to_grey(state, path='<state>'):
-    """The authors' IRN-Color (``InvGreyNet``) state dict -> ``(weights, architecture record)``.
-
-    Checks that it is a colour net: a 3x3 ``operations.0.conv_weights`` followed by
-    coupling blocks only; the blocks' shapes are checked when loaded into a network.
-    """
-    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
-    if any(k.endswith('.haar_weights') for k in state):
-        raise IRNError(f'{path}: holds a base IRN state_dict (Haar transforms), not an IRN-Color net')
-    bad = [k for k in state if not _GREY_KEY.match(k)]
-    if bad:
-        raise IRNError(f'{path}: unexpected key {bad[0]!r} ({len(bad)} unknown keys): '
-                       'not an IRN-Color state_dict')
-    matrix = state.get('operations.0.conv_weights')
-    if matrix is None:
-        raise IRNError(f'{path}: no operations.0.conv_weights: not an IRN-Color state_dict')
-    if tuple(matrix.shape) != (3, 3):
-        raise IRNError(f'{path}: operations.0.conv_weights is {tuple(matrix.shape)}, not the 3x3 '
-                       'colour matrix of IRN-Color (an IRN_LD downsampling matrix?)')
-    ops = sorted({int(_GREY_KEY.match(k).group(1)) for k in state})
-    if ops != list(range(len(ops))):
-        raise IRNError(f'{path}: operations are not numbered 0..{len(ops) - 1}: missing operations')
-    extra = [k for k in state if k.endswith('conv_weights') and k != 'operations.0.conv_weights']
-    if extra:
-        raise IRNError(f'{path}: {extra[0]} is a second matrix: not an IRN-Color state_dict')
-    weights = {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}
-    return weights, {'net': 'InvGreyNet', 'scale': 1, 'block_num': [len(ops) - 1]}
 
 
 def convert(src, dst, scale=None, model=None):
@@ -400,6 +320,7 @@ def main(argv=None):
             count = convert_vgg19(args.src, args.dst)
             print(f'wrote {args.dst}: VGG19 features.0-34 (16 convolutions, {count} parameters)')
             return 0
+        from src.network.rrdb import is_crm_state
         if is_crm_state(read_pth(args.src)):
             layout = convert_crm(args.src, args.dst)
             print(f'wrote {args.dst}: CRM (RRDBNet) '

@@ -14,7 +14,8 @@ import reference64 as ref
 from conftest import DATA, fixture
 from test_parity import replay_steps
 from src.backprop import AccumulatingStep, BlockwiseGrad
-from src.convert import read_pth, torch_to_grey
+from src.convert import read_pth
+from src.network.grey import torch_to_grey
 from src.data.grey import GreyPatchMaker, grey_target
 from src.data.io import uint8_to_float
 from src.data.pipeline import build_train_source

@@ -1,5 +1,7 @@
 """InvGreyNet (IRN-Color): the bijection RGB <-> (grey, z), built from a learnable 3x3 colour
 matrix and split-1 coupling blocks (spec EXTENSIONS section 3)."""
+import re
+
 import numpy as np
 from mindspore import nn
 
@@ -83,5 +85,36 @@ class InvGreyNet(InvertibleChain):
     @staticmethod
     def from_torch(state, path):
         """The authors' state_dict -> (our weights, architecture record)."""
-        from src.convert import torch_to_grey
         return torch_to_grey(state, path)
+
+
+_GREY_KEY = re.compile(r'^operations\.(\d+)\.(conv_weights|[FGH]\.conv[1-5]\.(weight|bias))$')
+
+
+def torch_to_grey(state, path='<state>'):
+    """The authors' IRN-Color (``InvGreyNet``) state dict -> ``(weights, architecture record)``.
+
+    Checks that it is a colour net: a 3x3 ``operations.0.conv_weights`` followed by
+    coupling blocks only; the blocks' shapes are checked when loaded into a network.
+    """
+    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+    if any(k.endswith('.haar_weights') for k in state):
+        raise IRNError(f'{path}: holds a base IRN state_dict (Haar transforms), not an IRN-Color net')
+    bad = [k for k in state if not _GREY_KEY.match(k)]
+    if bad:
+        raise IRNError(f'{path}: unexpected key {bad[0]!r} ({len(bad)} unknown keys): '
+                       'not an IRN-Color state_dict')
+    matrix = state.get('operations.0.conv_weights')
+    if matrix is None:
+        raise IRNError(f'{path}: no operations.0.conv_weights: not an IRN-Color state_dict')
+    if tuple(matrix.shape) != (3, 3):
+        raise IRNError(f'{path}: operations.0.conv_weights is {tuple(matrix.shape)}, not the 3x3 '
+                       'colour matrix of IRN-Color (an IRN_LD downsampling matrix?)')
+    ops = sorted({int(_GREY_KEY.match(k).group(1)) for k in state})
+    if ops != list(range(len(ops))):
+        raise IRNError(f'{path}: operations are not numbered 0..{len(ops) - 1}: missing operations')
+    extra = [k for k in state if k.endswith('conv_weights') and k != 'operations.0.conv_weights']
+    if extra:
+        raise IRNError(f'{path}: {extra[0]} is a second matrix: not an IRN-Color state_dict')
+    weights = {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}
+    return weights, {'net': 'InvGreyNet', 'scale': 1, 'block_num': [len(ops) - 1]}

@@ -6,6 +6,7 @@ a JPEG-decoded LR to a restored LR of the same size. Parameter names are the aut
 (``conv_first.weight``, ``RRDB_trunk.0.RDB1.conv1.weight``, ...), so their .pth maps one to one.
 """
 import math
+import re
 
 import numpy as np
 import mindspore as ms
@@ -13,6 +14,7 @@ from mindspore import nn
 
 from src.network.blocks import dense_block
 from src.network.fast_conv import dense_conv
+from src.utils.errors import IRNError
 
 
 def _conv(cin, cout, weight, bias):
@@ -111,5 +113,52 @@ class RRDBNet(nn.Cell):
     @staticmethod
     def from_torch(state, path):
         """The authors' CRM state_dict -> (our weights, architecture record)."""
-        from src.convert import torch_to_crm
         return torch_to_crm(state, path)
+
+
+_RRDB_KEY = re.compile(r'^(conv_first|trunk_conv|conv_last)\.(weight|bias)$'
+                       r'|^RRDB_trunk\.(\d+)\.RDB[123]\.conv[1-5]\.(weight|bias)$')
+
+
+def is_crm_state(state):
+    """True when a state dict holds the authors' CRM (RRDBNet) rather than an IRN."""
+    return 'conv_first.weight' in state or 'module.conv_first.weight' in state
+
+
+def crm_state_to_ours(state, path='<state>'):
+    """The authors' CRM (``RRDBNet``) state dict -> ``(weights, layout)``.
+
+    ``layout`` = {in_nc, out_nc, nf, nb, gc}, read from the tensor shapes; every key and shape
+    is then checked against an RRDBNet of that layout (one-line IRNError naming the file).
+    """
+    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+    bad = [k for k in state if not _RRDB_KEY.match(k)]
+    if bad:
+        raise IRNError(f'{path}: unexpected key {bad[0]!r} ({len(bad)} unknown keys): not an '
+                       'RRDBNet (CRM) state_dict')
+    for key in ('conv_first.weight', 'conv_last.weight'):
+        if key not in state or np.ndim(state[key]) != 4:
+            raise IRNError(f'{path}: {key} missing or not a 4-d conv weight: not a CRM state_dict')
+    blocks = sorted({int(m.group(3)) for m in map(_RRDB_KEY.match, state) if m.group(3)})
+    if blocks != list(range(len(blocks))):
+        raise IRNError(f'{path}: RRDB_trunk blocks are not numbered 0..{len(blocks) - 1}')
+    first, last = state['conv_first.weight'], state['conv_last.weight']
+    gc_key = 'RRDB_trunk.0.RDB1.conv1.weight'
+    layout = {'in_nc': int(first.shape[1]), 'out_nc': int(last.shape[0]), 'nf': int(first.shape[0]),
+              'nb': len(blocks), 'gc': int(state[gc_key].shape[0]) if gc_key in state else 32}
+    expected = {p.name: tuple(p.shape) for p in RRDBNet(**layout).get_parameters()}
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise IRNError(f'{path}: {missing[0]} missing ({len(missing)} keys) for an RRDBNet '
+                       f'{layout}')
+    for name, shape in expected.items():
+        if tuple(state[name].shape) != shape:
+            raise IRNError(f'{path}: {name} has shape {tuple(state[name].shape)}, an RRDBNet '
+                           f'{layout} expects {shape}')
+    return {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}, layout
+
+
+def torch_to_crm(state, path):
+    """:func:`crm_state_to_ours` returning ``(weights, architecture record)``."""
+    weights, layout = crm_state_to_ours(state, path)
+    return weights, {'net': 'RRDBNet', **layout}
