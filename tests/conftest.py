@@ -28,6 +28,16 @@ def pynative():
     ms.set_context(mode=ms.GRAPH_MODE)
 
 
+@pytest.fixture(scope='session')
+def vgg_file(tmp_path_factory):
+    """A VGG19 features checkpoint as `python -m src.convert --vgg19` writes it, with random
+    values (tests never see ImageNet weights); written once per test session."""
+    from src.network.vgg import random_vgg19_weights, write_vgg19_features
+    path = str(tmp_path_factory.mktemp('vgg') / 'vgg19_features.ckpt')
+    write_vgg19_features(random_vgg19_weights(7), path)
+    return path
+
+
 def fixture(name):
     """Load tests/data/<name>.npz (outputs of the authors' PyTorch code)."""
     return np.load(os.path.join(DATA, name + '.npz'))

@@ -39,17 +39,24 @@ from src.utils.atomic import TEMP_PREFIX
 from src.utils.checkpoint import list_train_states, read_checkpoint
 from src.utils.errors import IRNError, WriteError
 
-# model -> (training config, overrides for a tiny network, infer.py mode taking HR images)
+# model -> (training config, overrides for a tiny network, infer.py mode taking HR images,
+#           training patch size GT_size); '{vgg}' in an override: conftest's VGG19 file
 TINY = {
-    'IRN': ('src/options/train_IRN_x2.yml', ['network_G.block_num=[1]'], 'down'),
-    'IRN-Color': ('src/options/train_IRN_color.yml', ['network_grey.block_num=[1]'], 'decolor'),
+    'IRN': ('src/options/train_IRN_x2.yml', ['network_G.block_num=[1]'], 'down', 32),
+    'IRN-Color': ('src/options/train_IRN_color.yml', ['network_grey.block_num=[1]'], 'decolor',
+                  32),
     'IRN-CRM': ('src/options/train_IRN-Compression_x2_q90.yml',
                 ['network_G.block_num=[1]', 'network_R.nf=8', 'network_R.nb=1', 'network_R.gc=4',
-                 f"path.pretrain_model_G={os.path.join(DATA, 'irn_crm_x2.pth')}"], 'down'),
+                 f"path.pretrain_model_G={os.path.join(DATA, 'irn_crm_x2.pth')}"], 'down', 32),
     'SAIN': ('src/options/train_SAIN_JPEG_x2.yml', ['network.e_blocks=1', 'network.v_blocks=1'],
-             'down'),
+             'down', 32),
+    # D (Discriminator_VGG_128, nf 64: its flatten is fixed) takes 128-159 px; D alone for 4
+    # iterations, so the chain's last resume (from state 4) is the switch to G + D steps
+    'IRN+': ('src/options/train_IRN+_x4.yml',
+             ['network_G.block_num=[1,1]', 'train.D_init_iters=4', 'path.pretrain_model_F={vgg}',
+              f"path.pretrain_model_G={os.path.join(DATA, 'irn_x4_tiny.pth')}"], 'down', 128),
 }
-COMMON = ['datasets.train.GT_size=32', 'datasets.train.batch_size=2', 'datasets.train.n_workers=1',
+COMMON = ['datasets.train.batch_size=2', 'datasets.train.n_workers=1',
           'train.niter=8', 'logger.save_checkpoint_freq=1', 'logger.keep_last=0',
           'logger.print_freq=1', 'train.val_freq=1000', 'name=run']
 TALLY = {'faults': 0, 'lost': 0, 'exact': 0}
@@ -62,11 +69,15 @@ def summary_line():
             f"resumes exact: {TALLY['exact']}")
 
 
-def tiny(model):
+def tiny(model, request):
+    """(config, overrides with the patch size, infer.py mode, patch size) of ``model``."""
     if model not in TINY:
         pytest.fail(f'{model} is registered in src/models but has no tiny config: add it to '
                     f'TINY in tests/test_faults.py')
-    return TINY[model]
+    config, overrides, mode, patch = TINY[model]
+    overrides = [o.replace('{vgg}', request.getfixturevalue('vgg_file')) if '{vgg}' in o else o
+                 for o in overrides]
+    return config, [f'datasets.train.GT_size={patch}', *overrides], mode, patch
 
 
 def test_every_registered_model_has_a_tiny_config():
@@ -82,15 +93,29 @@ def _crops(folder, names, size):
     return str(folder)
 
 
-def corrupt_training_lmdb(tmp_path, config, overrides):
-    """5 training images in an LMDB; 4 KB of one record overwritten in data.mdb (as a disk or a
-    copy would damage it), a record first read at iteration 2..4 (3 if possible).
-    Returns (lmdb path, damaged key, that iteration)."""
+def _sample_names(side, count):
+    """The first ``count`` sample images (``train/x.png``, then ``val/x.png``) with both sides at
+    least ``side`` px: the 112 px training crops, the 160 px validation crops for IRN+'s 128."""
+    names = [f'{d}/{n}' for d in ('train', 'val')
+             for n in sorted(os.listdir(os.path.join(SAMPLE, d)))]
+    return [n for n in names if min(cv2.imread(os.path.join(SAMPLE, n)).shape[:2]) >= side][:count]
+
+
+def _train_folder(folder, patch):
+    """Two training images of at least 64 px and ``patch``."""
+    side = max(64, patch)
+    return _crops(folder, _sample_names(side, 2), side)
+
+
+def corrupt_training_lmdb(tmp_path, config, overrides, patch):
+    """5 training images (4 for a patch over 112 px) in an LMDB; 4 KB of one record overwritten
+    in data.mdb (as a disk or a copy would damage it), a record first read at iteration 2..4
+    (3 if possible). Returns (lmdb path, damaged key, that iteration)."""
     from src.config import load_config
     from src.data.lmdb_io import create_lmdb
     from src.data.pipeline import build_train_source
-    names = sorted(os.listdir(os.path.join(SAMPLE, 'train')))[:5]
-    folder = _crops(tmp_path / 'train', [f'train/{n}' for n in names], 112)
+    side = max(112, patch)
+    folder = _crops(tmp_path / 'train', _sample_names(side, 5), side)
     db = str(tmp_path / 'train.lmdb')
     create_lmdb(folder, db, progress=False)
     opt = load_config(config, overrides, data_path=db)
@@ -174,12 +199,13 @@ def temp_files(*folders):
 
 # ---------------------------------------------------------------- training faults
 @pytest.mark.parametrize('model', sorted(MODELS))
-def test_training_faults_end_in_states_that_resume_exactly(model, tmp_path, monkeypatch):
-    config, overrides, _ = tiny(model)
+def test_training_faults_end_in_states_that_resume_exactly(model, tmp_path, monkeypatch,
+                                                           request):
+    config, overrides, _, patch = tiny(model, request)
     out = tmp_path / 'out'
     base = ['--config', config, '--device_target', 'CPU', '--output_dir', str(out), *COMMON,
             *overrides]
-    db, key, bad_iter = corrupt_training_lmdb(tmp_path, config, COMMON + overrides)
+    db, key, bad_iter = corrupt_training_lmdb(tmp_path, config, COMMON + overrides, patch)
     base += ['--data_path', db]
     run_dir = out / 'run'
     ckpts = str(run_dir / 'checkpoints')
@@ -221,7 +247,7 @@ def test_training_faults_end_in_states_that_resume_exactly(model, tmp_path, monk
         seen.setdefault('t1', time.time())
         return values
 
-    monkeypatch.setattr(trainer.model, 'train_step', signalled_step)
+    trainer.model.train_step = signalled_step  # this trainer only (no reference kept after it)
     result = run_with_signal(trainer, lambda t: None)
     seen['timer'].join()
     assert seen['t1'] - seen['t0'] > 0.3  # the signal came while the first step compiled
@@ -278,10 +304,9 @@ def test_training_faults_end_in_states_that_resume_exactly(model, tmp_path, monk
 
 
 @pytest.mark.parametrize('model', sorted(MODELS))
-def test_sigkill_during_state_writes_never_loses_a_state(model, tmp_path):
-    config, overrides, _ = tiny(model)
-    train = _crops(tmp_path / 'train', [f'train/{n}' for n in
-                                        sorted(os.listdir(os.path.join(SAMPLE, 'train')))[:2]], 64)
+def test_sigkill_during_state_writes_never_loses_a_state(model, tmp_path, request):
+    config, overrides, _, patch = tiny(model, request)
+    train = _train_folder(tmp_path / 'train', patch)
     spec = {'config': config, 'overrides': COMMON + overrides + ['logger.keep_last=3',
                                                                  'train.niter=100'],
             'data_path': train, 'output_dir': str(tmp_path / 'out'), 'kills': 24,
@@ -322,12 +347,12 @@ def full_disk(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize('model', sorted(MODELS))
-def test_full_disk_during_a_state_save_keeps_the_previous_state(model, tmp_path, full_disk):
+def test_full_disk_during_a_state_save_keeps_the_previous_state(model, tmp_path, full_disk,
+                                                                request):
     from src.config import load_config
     from src.trainer import Trainer
-    config, overrides, _ = tiny(model)
-    train = _crops(tmp_path / 'train', [f'train/{n}' for n in
-                                        sorted(os.listdir(os.path.join(SAMPLE, 'train')))[:2]], 64)
+    config, overrides, _, patch = tiny(model, request)
+    train = _train_folder(tmp_path / 'train', patch)
     probe = Trainer(load_config(config, COMMON + overrides, device_target='CPU', data_path=train,
                                 output_dir=str(tmp_path / 'probe')))
     size = os.path.getsize(probe.save_state())
@@ -351,17 +376,16 @@ def test_full_disk_during_a_state_save_keeps_the_previous_state(model, tmp_path,
 
 # ---------------------------------------------------------------- infer.py and val.py
 @pytest.fixture(scope='module')
-def checkpoints(tmp_path_factory):
+def checkpoints(tmp_path_factory, request):
     """model -> a checkpoint of the tiny network as the trainer saves it (initial weights: the
     infer / val tests need a real checkpoint, not a trained one)."""
     cache = {}
 
     def get(model):
         if model not in cache:
-            config, overrides, _ = tiny(model)
+            config, overrides, _, patch = tiny(model, request)
             out = tmp_path_factory.mktemp(f'ckpt_{model}')
-            train = _crops(out / 'train', [f'train/{n}' for n in
-                                           sorted(os.listdir(os.path.join(SAMPLE, 'train')))[:2]], 64)
+            train = _train_folder(out / 'train', patch)
             trainer = trainer_for(['--config', config, '--device_target', 'CPU', '--output_dir',
                                    str(out), '--data_path', train, *COMMON, *overrides])
             cache[model] = str(out / 'G.ckpt')
@@ -374,9 +398,11 @@ def checkpoints(tmp_path_factory):
 BAD = 'BSD200_2_broken.png'  # sorts between the good inputs
 
 
-def _inputs(folder, bad_name=BAD):
+def _inputs(folder, patch, bad_name=BAD):
+    """The val sample images cropped to 40 px (half the patch if more: IRN+'s x4 LR must stay
+    at least 11 px for SSIM) and a truncated PNG among them; returns the good names."""
     names = sorted(os.listdir(os.path.join(SAMPLE, 'val')))
-    _crops(folder, [f'val/{n}' for n in names], 40)
+    _crops(folder, [f'val/{n}' for n in names], max(40, patch // 2))
     good = sorted(os.listdir(folder))
     data = open(os.path.join(folder, good[0]), 'rb').read()
     with open(os.path.join(folder, bad_name), 'wb') as f:
@@ -395,11 +421,11 @@ def _complete_outputs(folder):
 
 @pytest.mark.parametrize('model', sorted(MODELS))
 def test_infer_folder_with_a_bad_file_and_a_full_disk(model, tmp_path, checkpoints, capsys,
-                                                      full_disk):
+                                                      full_disk, request):
     from infer import main as infer_main
-    ckpt, mode = checkpoints(model), tiny(model)[2]
-    inputs = tmp_path / 'in'
-    good = _inputs(inputs)
+    _, _, mode, patch = tiny(model, request)
+    ckpt, inputs = checkpoints(model), tmp_path / 'in'
+    good = _inputs(inputs, patch)
     assert infer_main([mode, '--ckpt', ckpt, '--input', str(inputs), '--output',
                        str(tmp_path / 'o')]) == 1
     out, err = capsys.readouterr()
@@ -427,11 +453,13 @@ def test_infer_folder_with_a_bad_file_and_a_full_disk(model, tmp_path, checkpoin
 
 
 @pytest.mark.parametrize('model', sorted(MODELS))
-def test_val_skips_bad_images_only_when_asked(model, tmp_path, checkpoints, capsys):
+def test_val_skips_bad_images_only_when_asked(model, tmp_path, checkpoints, capsys,
+                                              request):
     from val import main as val_main
     ckpt = checkpoints(model)
     inputs = tmp_path / 'set'
-    good = _inputs(inputs, bad_name='0_broken.png')  # first: the evaluation stops at once
+    # the bad file first: the evaluation stops at once
+    good = _inputs(inputs, tiny(model, request)[3], bad_name='0_broken.png')  # first: the evaluation stops at once
     with pytest.raises(IRNError, match='0_broken.png: truncated PNG'):
         val_main(['--ckpt', ckpt, '--data_path', str(inputs), '--no_progress', 'val.z_draws=1'])
     report = tmp_path / 'r.json'

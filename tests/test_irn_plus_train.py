@@ -3,7 +3,7 @@ both optimizers, D's BatchNorm statistics and the schedule, data parallel over m
 
 Tiny setting: G x4 [1, 1] from tests/data/irn_x4_tiny.pth, 128 px patches (the smallest D
 takes) of the four 160 px sample images, batch 2, D alone for the first step. The VGG19 file
-is a converted checkpoint with random weights (tests never see ImageNet weights).
+is conftest's ``vgg_file`` (random weights).
 """
 import os
 import subprocess
@@ -15,7 +15,6 @@ import pytest
 from conftest import DATA, ROOT
 from test_distributed import MSRUN, env_with_msrun, free_port, needs_msrun, worker_logs
 from src.config import load_config
-from src.network.vgg import random_vgg19_weights, write_vgg19_features
 from src.utils.checkpoint import list_train_states, read_checkpoint
 from src.utils.errors import IRNError
 
@@ -24,14 +23,6 @@ IMAGES = os.path.join(ROOT, 'data', 'sample', 'val')
 TINY = ['network_G.block_num=[1,1]', 'datasets.train.GT_size=128', 'datasets.train.batch_size=2',
         'datasets.train.n_workers=1', 'train.D_init_iters=1', 'logger.print_freq=2',
         'train.val_freq=1000', f"path.pretrain_model_G={os.path.join(DATA, 'irn_x4_tiny.pth')}"]
-
-
-@pytest.fixture(scope='module')
-def vgg_file(tmp_path_factory):
-    """A VGG19 features checkpoint as `python -m src.convert --vgg19` writes it (random values)."""
-    path = str(tmp_path_factory.mktemp('vgg') / 'vgg19_features.ckpt')
-    write_vgg19_features(random_vgg19_weights(7), path)
-    return path
 
 
 def tiny_opt(out, vgg, *extra):
