@@ -43,8 +43,29 @@ def fixture(name):
     return np.load(os.path.join(DATA, name + '.npz'))
 
 
-def pytest_terminal_summary(terminalreporter):
-    """The tally of tests/test_faults.py, when it ran."""
+_WORKER_TALLIES = []  # the fault tallies of pytest-xdist workers (-n), summed at the end
+
+
+def pytest_sessionfinish(session):
+    """On an xdist worker: hand this process's fault tally to the controller."""
     faults = sys.modules.get('test_faults')
-    if faults is not None and faults.TALLY['faults']:
-        terminalreporter.write_line(faults.summary_line())
+    if hasattr(session.config, 'workeroutput') and faults is not None:
+        session.config.workeroutput['fault_tally'] = dict(faults.TALLY)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """On the xdist controller: collect a finished worker's fault tally."""
+    tally = getattr(node, 'workeroutput', {}).get('fault_tally')
+    if tally:
+        _WORKER_TALLIES.append(tally)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The tally of tests/test_faults.py, when it ran (in this process or in xdist workers)."""
+    faults = sys.modules.get('test_faults')
+    tallies = _WORKER_TALLIES + ([faults.TALLY] if faults is not None else [])
+    total = {k: sum(t.get(k, 0) for t in tallies) for k in ('faults', 'lost', 'exact')}
+    if total['faults']:
+        terminalreporter.write_line(f"faults injected: {total['faults']}, states lost: "
+                                    f"{total['lost']}, resumes exact: {total['exact']}")

@@ -74,10 +74,13 @@ class Conv4x4Stride2(nn.Cell):
         super().__init__()
         self.weight = Parameter(Tensor(np.asarray(weight, np.float32)), name='weight')
         self.zero_bias = Tensor(np.zeros(weight.shape[0], np.float32))
+        # off the fast kernels: the Conv2D primitive (ops.conv2d loses pad_mode after 2.9)
+        self.conv = ops.Conv2D(weight.shape[0], tuple(weight.shape[2:]), pad_mode='pad', pad=1,
+                               stride=2)
 
     def construct(self, x):
         if fast_conv.backend() != 'dnnl':
-            return ops.conv2d(x, self.weight, None, stride=2, pad_mode='pad', padding=1)
+            return self.conv(x, self.weight)
         b, c, h, w = x.shape
         hp, wp = h + 2 + h % 2, w + 2 + w % 2   # even sizes for the 2x2 split
         x = zero_pad(x, 1, hp - h - 1, 1, wp - w - 1)
