@@ -110,7 +110,7 @@ def test_infer_any_size_and_fractional_scale(tmp_path):
     with pytest.raises(IRNError, match='made at x2.5, but --scale 1.5'):
         infer_main(['up', '--ckpt', PTH3, '--scale', '1.5', '--input', str(lr_path), '--output',
                     str(tmp_path / 'o')])
-    with pytest.raises(IRNError, match='checkpoint is an x3 IRN .* but x2 was asked for \(--scale 2'):
+    with pytest.raises(IRNError, match=r'checkpoint is an x3 IRN .* but x2 was asked for \(--scale 2'):
         infer_main(['down', '--ckpt', PTH3, '--scale', '2', '--input', str(src), '--output',
                     str(tmp_path / 'o')])
 
