@@ -301,6 +301,7 @@ def convert_vgg19(src, dst):
 
 
 def main(argv=None):
+    from src.models import MODELS
     parser = argparse.ArgumentParser(description="Convert the authors' IRN-family .pth weights "
                                      "(IRN, IRN-Color, SAIN, the CRM; torchvision's VGG19 for "
                                      'IRN+ with --vgg19) to a MindSpore .ckpt')
@@ -309,7 +310,7 @@ def main(argv=None):
     parser.add_argument('dst', help='output MindSpore checkpoint, e.g. irn_x4.ckpt')
     parser.add_argument('--scale', type=int, choices=range(2, 9), metavar='S',
                         help='expected scale (checked): 2/4/8, or 2..8 for IRN_LD')
-    parser.add_argument('--model', choices=('IRN', 'IRN-Color', 'SAIN'),
+    parser.add_argument('--model', choices=tuple(MODELS),
                         help='expected model (checked; default: read from the keys)')
     parser.add_argument('--vgg19', action='store_true',
                         help="src is torchvision's vgg19 file: keep features.0-34 for IRN+'s "

@@ -199,8 +199,7 @@ class Runner:
             log.warning('%s: a WebP LR carries no IRN metadata, so `up` cannot crop the padding '
                         'back (HR %dx%d is not a multiple of x%d)', path, meta['height'],
                         meta['width'], self.s)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        write_bytes(path, data, f'{fmt.upper()} LR')
+        write_bytes(path, data, f'{fmt.upper()} LR')  # creates the folder
         return path, data
 
     def restore(self, lr8, lossy, name):
